@@ -1,0 +1,245 @@
+package ratelimit
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Algorithm selects how a Limiter counts. The zero value is TokenBucket.
+type Algorithm uint8
+
+// Algorithms. Each is one Lua script at the module root with the same name.
+const (
+	// TokenBucket holds up to Burst tokens and refills them continuously at Limit
+	// per Period. AllowN admits iff at least n tokens are left; a denied call
+	// changes nothing. Script: tokenbucket.lua.
+	TokenBucket Algorithm = iota
+	// LeakyBucket is a meter and queue like nginx limit_req: the level drains at
+	// Limit per Period, and a call is admitted iff level + n fits in Burst.
+	// Result.Delay is how long the work queued ahead of the call takes to drain;
+	// callers that wait Delay before acting produce an evenly spaced flow.
+	// Script: leakybucket.lua.
+	LeakyBucket
+	// SlidingWindow admits at most Limit events per rolling Period, estimated from
+	// two adjacent fixed windows with the previous one weighted by how much of it
+	// still overlaps the rolling window. O(1) state per key. Burst must be zero
+	// or Limit. Script: slidingwindow.lua.
+	SlidingWindow
+)
+
+var algorithmNames = [...]string{"token_bucket", "leaky_bucket", "sliding_window"}
+
+// String returns the algorithm's name in snake case, e.g. "token_bucket".
+func (a Algorithm) String() string {
+	if int(a) < len(algorithmNames) {
+		return algorithmNames[a]
+	}
+	return fmt.Sprintf("Algorithm(%d)", uint8(a))
+}
+
+// FailurePolicy says what a Limiter answers when Redis cannot decide (an error,
+// a timeout, an unexpected reply). The zero value is FailError.
+type FailurePolicy uint8
+
+// Failure policies.
+const (
+	// FailError returns the error and no decision; the caller chooses.
+	FailError FailurePolicy = iota
+	// FailOpen admits the call (Result.Outcome == OutcomeFailedOpen) and returns no error.
+	FailOpen
+	// FailClosed denies the call (Result.Outcome == OutcomeFailedClosed) and returns
+	// no error. Result.RetryAfter is Config.Timeout, so clients back off a little.
+	FailClosed
+)
+
+var policyNames = [...]string{"error", "open", "closed"}
+
+// String returns the policy's name: "error", "open" or "closed".
+func (p FailurePolicy) String() string {
+	if int(p) < len(policyNames) {
+		return policyNames[p]
+	}
+	return fmt.Sprintf("FailurePolicy(%d)", uint8(p))
+}
+
+// Defaults for zero Config fields.
+const (
+	// DefaultKeyPrefix is the KeyPrefix used when Config.KeyPrefix is empty.
+	DefaultKeyPrefix = "rl:"
+	// DefaultTimeout is the per-call deadline used when Config.Timeout is zero.
+	DefaultTimeout = 500 * time.Millisecond
+)
+
+// Limits on Config values, so that every number a script handles stays an exact
+// integer in a Lua double (2^53) and every key stays short.
+const (
+	maxSpan      = 100 * 365 * 24 * time.Hour // Period, BlockFor, Burst×interval
+	maxPrefixLen = 64
+	maxNameLen   = 64
+)
+
+// Config configures a Limiter. The zero value is not valid: Name, Limit and
+// Period are required. New copies the Config; changing it later has no effect.
+type Config struct {
+	// Name identifies the limiter in Redis keys and in Events (metrics). It must
+	// match [a-z0-9][a-z0-9_.-]* and be at most 64 bytes. Required.
+	Name string
+
+	// Algorithm selects the counting algorithm. The zero value is TokenBucket.
+	Algorithm Algorithm
+
+	// Limit and Period set the sustained rate: Limit events per Period. Both are
+	// required and must be positive; Period/Limit must be at least 1µs. The
+	// buckets space events Period/Limit apart, rounded up to the microsecond, so
+	// the rate is never faster than configured.
+	Limit  int
+	Period time.Duration
+
+	// Burst is the capacity: how many events can be admitted at once after a
+	// quiet spell (TokenBucket, LeakyBucket). If zero, Burst is Limit. For
+	// SlidingWindow it must be zero or equal to Limit.
+	Burst int
+
+	// BlockFor, if positive, locks a key for BlockFor after a denied call: every
+	// call on the key is denied until the lock ends, with RetryAfter set to the
+	// rest of the lock. After the lock the key is fresh. Sub-second values work
+	// (microsecond resolution). Zero means no lockout. Peek never starts a lock.
+	BlockFor time.Duration
+
+	// KeyPrefix starts every Redis key of this limiter. If empty, it is
+	// DefaultKeyPrefix ("rl:"). It may not contain '{' or '}' (the hash tag
+	// belongs to the user key) and is at most 64 bytes.
+	KeyPrefix string
+
+	// Timeout bounds every call's time in Redis, on top of the caller's context.
+	// If zero, it is DefaultTimeout (500ms). It is honoured only by clients with
+	// ContextTimeoutEnabled (New checks go-redis clients).
+	Timeout time.Duration
+
+	// OnFailure says what to answer when Redis cannot decide. The zero value,
+	// FailError, returns the error.
+	OnFailure FailurePolicy
+
+	// Observer, if not nil, receives an Event for every decision.
+	Observer Observer
+}
+
+func configError(format string, args ...any) error {
+	return fmt.Errorf("ratelimit: "+format+": %w", append(args, ErrInvalidConfig)...)
+}
+
+// normalize fills in defaults and checks every field, returning all problems at once.
+func (c *Config) normalize() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, configError("Config.Name is empty, must match [a-z0-9][a-z0-9_.-]*"))
+	} else if !validName(c.Name) {
+		errs = append(errs, configError("Config.Name = %q, must match [a-z0-9][a-z0-9_.-]* and be at most %d bytes", c.Name, maxNameLen))
+	}
+	if int(c.Algorithm) >= len(algorithmNames) {
+		errs = append(errs, configError("Config.Algorithm = %d, must be TokenBucket, LeakyBucket or SlidingWindow", uint8(c.Algorithm)))
+	}
+	if c.Limit < 1 {
+		errs = append(errs, configError("Config.Limit = %d, must be >= 1", c.Limit))
+	}
+	switch {
+	case c.Period <= 0:
+		errs = append(errs, configError("Config.Period = %v, must be > 0", c.Period))
+	case c.Period > maxSpan:
+		errs = append(errs, configError("Config.Period = %v, must be <= %v", c.Period, maxSpan))
+	case c.Limit >= 1 && c.Period/time.Duration(c.Limit) < time.Microsecond:
+		errs = append(errs, configError("Config.Limit = %d per Config.Period = %v is faster than one event per microsecond", c.Limit, c.Period))
+	}
+	switch {
+	case c.Burst < 0:
+		errs = append(errs, configError("Config.Burst = %d, must be >= 0 (0 means Limit)", c.Burst))
+	case c.Algorithm == SlidingWindow && c.Burst != 0 && c.Burst != c.Limit:
+		errs = append(errs, configError("Config.Burst = %d, must be 0 or Limit (%d) for SlidingWindow", c.Burst, c.Limit))
+	case c.Burst == 0:
+		c.Burst = c.Limit
+	}
+	if c.Burst > 0 && c.Limit >= 1 && c.Period > 0 && c.Period <= maxSpan {
+		if iv := intervalMicros(c.Limit, c.Period); iv > 0 && int64(c.Burst) > int64(maxSpan/time.Microsecond)/iv {
+			errs = append(errs, configError("Config.Burst = %d at one event per %v spans more than %v", c.Burst, time.Duration(iv)*time.Microsecond, maxSpan))
+		}
+	}
+	switch {
+	case c.BlockFor < 0:
+		errs = append(errs, configError("Config.BlockFor = %v, must be >= 0", c.BlockFor))
+	case c.BlockFor > maxSpan:
+		errs = append(errs, configError("Config.BlockFor = %v, must be <= %v", c.BlockFor, maxSpan))
+	case c.BlockFor > 0 && c.BlockFor < time.Microsecond:
+		errs = append(errs, configError("Config.BlockFor = %v, must be 0 or at least 1µs", c.BlockFor))
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = DefaultKeyPrefix
+	} else if len(c.KeyPrefix) > maxPrefixLen || strings.ContainsAny(c.KeyPrefix, "{}") {
+		errs = append(errs, configError("Config.KeyPrefix = %q, must be at most %d bytes without '{' or '}'", c.KeyPrefix, maxPrefixLen))
+	}
+	switch {
+	case c.Timeout < 0:
+		errs = append(errs, configError("Config.Timeout = %v, must be >= 0 (0 means %v)", c.Timeout, DefaultTimeout))
+	case c.Timeout == 0:
+		c.Timeout = DefaultTimeout
+	}
+	if c.OnFailure > FailClosed {
+		errs = append(errs, configError("Config.OnFailure = %d, must be FailError, FailOpen or FailClosed", uint8(c.OnFailure)))
+	}
+	return errors.Join(errs...)
+}
+
+func validName(s string) bool {
+	if len(s) > maxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		switch {
+		case b >= 'a' && b <= 'z', b >= '0' && b <= '9':
+		case i > 0 && (b == '_' || b == '.' || b == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// intervalMicros is Period/Limit in whole microseconds, rounded up.
+func intervalMicros(limit int, period time.Duration) int64 {
+	p := int64(period / time.Microsecond)
+	if period%time.Microsecond != 0 {
+		p++
+	}
+	return (p + int64(limit) - 1) / int64(limit)
+}
+
+// checkClient reports go-redis client options that would break a limiter's
+// promises: retries that re-run a script whose reply was lost (charging one call
+// twice), and per-call deadlines that the client would ignore.
+func checkClient(client redis.Scripter) error {
+	var retries int
+	var ctxTimeout bool
+	switch c := client.(type) {
+	case *redis.Client:
+		retries, ctxTimeout = c.Options().MaxRetries, c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		retries, ctxTimeout = c.Options().MaxRetries, c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		retries, ctxTimeout = c.Options().MaxRetries, c.Options().ContextTimeoutEnabled
+	default:
+		return nil
+	}
+	var errs []error
+	// go-redis stores a disabled MaxRetries (-1) as 0 once the client is built.
+	if retries > 0 {
+		errs = append(errs, configError("client option MaxRetries = %d re-sends a script whose reply was lost, charging one call twice: give the limiter a client with MaxRetries: -1", retries))
+	}
+	if !ctxTimeout {
+		errs = append(errs, configError("client option ContextTimeoutEnabled = false ignores per-call deadlines (Config.Timeout): give the limiter a client with ContextTimeoutEnabled: true"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,177 @@
+// Package redistest starts real redis-server processes on free loopback ports
+// for tests, with no persistence, and stops them when the test ends.
+//
+// Without redis-server on PATH the tests that need it are skipped with a message
+// saying how to install it, unless RATELIMIT_REQUIRE_REDIS=1 (as in CI), when
+// they fail.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RequireEnv is the environment variable that turns a missing redis-server from
+// a skip into a failure.
+const RequireEnv = "RATELIMIT_REQUIRE_REDIS"
+
+const installHint = "redis-server not found on PATH: install it (apt-get install -y redis-server redis-tools) or set " + RequireEnv + "=1 to make this a failure"
+
+// Server is one redis-server process.
+type Server struct {
+	Addr string // 127.0.0.1:port
+	Port int
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	args []string
+	dir  string
+}
+
+// Binary returns the path of redis-server, skipping or failing tb when it is missing.
+func Binary(tb testing.TB) string {
+	tb.Helper()
+	return lookPath(tb, "redis-server")
+}
+
+// CLI returns the path of redis-cli, skipping or failing tb when it is missing.
+func CLI(tb testing.TB) string {
+	tb.Helper()
+	return lookPath(tb, "redis-cli")
+}
+
+func lookPath(tb testing.TB, name string) string {
+	tb.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv(RequireEnv) == "1" {
+			tb.Fatalf("%s is required (%s=1): %v", name, RequireEnv, err)
+		}
+		tb.Skip(strings.Replace(installHint, "redis-server", name, 1))
+	}
+	return p
+}
+
+// FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("free port: %v", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Start starts a redis-server on a free loopback port with no persistence and
+// the DEBUG command enabled, waits until it answers PING, and stops it when the
+// test ends. extra are more "--name value" arguments.
+func Start(tb testing.TB, extra ...string) *Server {
+	tb.Helper()
+	bin := Binary(tb)
+	dir := tb.TempDir()
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		port := FreePort(tb)
+		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, dir: dir}
+		s.args = append([]string{
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir,
+			"--enable-debug-command", "local", "--logfile", "",
+		}, extra...)
+		if lastErr = s.start(bin); lastErr == nil {
+			tb.Cleanup(s.Stop)
+			return s
+		}
+	}
+	tb.Fatalf("start redis-server: %v", lastErr)
+	return nil
+}
+
+func (s *Server) start(bin string) error {
+	cmd := exec.Command(bin, s.args...)
+	cmd.Dir = s.dir
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("redis-server exited: %s", out.String())
+		default:
+		}
+		if Ping(s.Addr) == nil {
+			s.mu.Lock()
+			s.cmd = cmd
+			s.mu.Unlock()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	return fmt.Errorf("redis-server on %s did not answer PING within 10s: %s", s.Addr, out.String())
+}
+
+// Ping reports whether a Redis on addr answers PING within a second.
+func Ping(addr string) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return c.Ping(ctx).Err()
+}
+
+// Kill stops the server at once with SIGKILL, as a crash would.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.cmd = nil
+	s.mu.Unlock()
+	if cmd != nil && cmd.Process != nil {
+		cmd.Process.Signal(syscall.SIGKILL)
+		for i := 0; i < 200 && Ping(s.Addr) == nil; i++ {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
+// Stop stops the server; it is called when the test ends.
+func (s *Server) Stop() { s.Kill() }
+
+// Restart starts the server again on the same port, with empty memory, after Kill.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	if err := s.start(Binary(tb)); err != nil {
+		tb.Fatalf("restart redis-server: %v", err)
+	}
+}
+
+// Options returns client options for a limiter on addr: no retries (a retried
+// script could charge one call twice) and context deadlines honoured.
+func Options(addr string) *redis.Options {
+	return &redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true}
+}
+
+// Client returns a new client for the server with Options, closed when the test ends.
+func (s *Server) Client(tb testing.TB) *redis.Client {
+	tb.Helper()
+	c := redis.NewClient(Options(s.Addr))
+	tb.Cleanup(func() { c.Close() })
+	return c
+}

@@ -1,0 +1,307 @@
+package ratelimit
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+var (
+	//go:embed tokenbucket.lua
+	tokenBucketLua string
+	//go:embed leakybucket.lua
+	leakyBucketLua string
+	//go:embed slidingwindow.lua
+	slidingWindowLua string
+)
+
+// resetLua deletes a limiter key. KEYS[1]: the key. Reply: the number of keys deleted.
+const resetLua = "return redis.call('DEL', KEYS[1])"
+
+// Result is the answer to one call. A denial is a Result with Allowed false,
+// not an error.
+type Result struct {
+	// Allowed reports whether the call was admitted.
+	Allowed bool
+	// Outcome says how the call was decided; it tells a lockout and a failure
+	// policy apart from a plain admission or denial.
+	Outcome Outcome
+	// Remaining is how many more units a call could take right now, after this
+	// one, rounded down. Zero while locked out.
+	Remaining int
+	// RetryAfter is 0 when Allowed. Otherwise it is the time until the same call
+	// would be admitted if nothing else happened, rounded up (never early); while
+	// locked out, it is the rest of the lock.
+	RetryAfter time.Duration
+	// ResetAfter is the time until the key's state is as fresh as an unused key.
+	ResetAfter time.Duration
+	// Delay is, for LeakyBucket, how long the work queued ahead of this call
+	// takes to drain: callers that wait Delay before acting produce an evenly
+	// spaced flow. It is zero for the other algorithms and for denied calls.
+	Delay time.Duration
+	// Locked reports whether the key is locked out (Config.BlockFor).
+	Locked bool
+}
+
+// Limiter makes rate-limit decisions in Redis, atomically, so that any number
+// of processes sharing one Redis share every limit. A Limiter is safe for
+// concurrent use. Create it with New.
+type Limiter struct {
+	client  redis.Scripter
+	cfg     Config
+	keyHead string // KeyPrefix + Name + ":{"
+	script  *script
+	reset   *script
+	param   string // ARGV[1]: interval (buckets) or period (window) in µs
+	cap     string // ARGV[2]: Burst (buckets) or Limit (window)
+	block   string // ARGV[4]: BlockFor in µs, rounded up
+	maxCost int
+
+	now func() int64 // tests: fixed script time in µs; nil uses Redis TIME
+}
+
+// New returns a Limiter that keeps its state in Redis through client, which may
+// be a *redis.Client (standalone, or Sentinel failover), a *redis.ClusterClient,
+// a *redis.Ring, or anything else that implements redis.Scripter.
+//
+// New checks cfg and returns every problem at once, each naming the field and
+// its value and wrapping ErrInvalidConfig. For go-redis clients it also checks
+// two client options, since a limiter cannot keep its promises without them:
+// MaxRetries must be -1 (go-redis re-sends a command whose reply was lost, and a
+// re-sent script charges one call twice) and ContextTimeoutEnabled must be true
+// (or Config.Timeout cannot interrupt a slow Redis). New does not contact Redis.
+func New(client redis.Scripter, cfg Config) (*Limiter, error) {
+	if client == nil {
+		return nil, configError("client is nil")
+	}
+	if err := errors.Join(cfg.normalize(), checkClient(client)); err != nil {
+		return nil, err
+	}
+	l := &Limiter{
+		client:  client,
+		cfg:     cfg,
+		keyHead: cfg.KeyPrefix + cfg.Name + ":{",
+		reset:   newScript(resetLua),
+		cap:     strconv.Itoa(cfg.Burst),
+		block:   strconv.FormatInt(ceilMicros(cfg.BlockFor), 10),
+		maxCost: cfg.Burst,
+	}
+	switch cfg.Algorithm {
+	case TokenBucket:
+		l.script = newScript(tokenBucketLua)
+	case LeakyBucket:
+		l.script = newScript(leakyBucketLua)
+	case SlidingWindow:
+		l.script = newScript(slidingWindowLua)
+	}
+	if cfg.Algorithm == SlidingWindow {
+		l.param = strconv.FormatInt(ceilMicros(cfg.Period), 10)
+	} else {
+		l.param = strconv.FormatInt(intervalMicros(cfg.Limit, cfg.Period), 10)
+	}
+	return l, nil
+}
+
+// Config returns the limiter's configuration with defaults filled in.
+func (l *Limiter) Config() Config { return l.cfg }
+
+// Allow is shorthand for AllowN(ctx, key, 1).
+func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
+	return l.AllowN(ctx, key, 1)
+}
+
+// AllowN reports whether n events may happen now for key, and consumes them if
+// so. key is any string, untrusted input included: long or unusual keys are
+// hashed (see the README, key layout). n = 0 consumes nothing and writes
+// nothing; n < 0 and n > Burst return ErrInvalidCost without calling Redis.
+//
+// A denial is a Result with Allowed false and err nil. err != nil means no
+// decision could be made (Redis error, timeout, canceled context) and
+// Config.OnFailure is FailError, or the caller's own context ended.
+func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error) {
+	if n < 0 || n > l.maxCost {
+		return Result{}, fmt.Errorf("ratelimit: %s: cost n = %d, must be between 0 and Burst (%d): %w", l.cfg.Name, n, l.maxCost, ErrInvalidCost)
+	}
+	op := OpAllow
+	if n == 0 {
+		op = OpPeek
+	}
+	return l.call(ctx, key, n, op)
+}
+
+// Peek reports what Allow would answer now for key without consuming anything
+// and without writing to Redis (it never starts a lockout).
+func (l *Limiter) Peek(ctx context.Context, key string) (Result, error) {
+	return l.call(ctx, key, 1, OpPeek)
+}
+
+// Refund gives back n units that earlier calls on key consumed, for work that
+// turned out not to count (a login attempt reserved before the password check
+// that then succeeded, say). It never lifts a lockout and never leaves more
+// than a fresh key has. The Result reports the state after the refund.
+// Config.OnFailure does not apply: a failed Refund returns its error.
+func (l *Limiter) Refund(ctx context.Context, key string, n int) (Result, error) {
+	if n < 0 || n > l.maxCost {
+		return Result{}, fmt.Errorf("ratelimit: %s: refund n = %d, must be between 0 and Burst (%d): %w", l.cfg.Name, n, l.maxCost, ErrInvalidCost)
+	}
+	return l.call(ctx, key, n, OpRefund)
+}
+
+// Reset deletes key's state, lockout included: the key is fresh again.
+func (l *Limiter) Reset(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	_, _, err := l.reset.run(ctx, l.client, []string{l.redisKey(key)})
+	if err != nil {
+		return fmt.Errorf("ratelimit: %s: reset: %w", l.cfg.Name, err)
+	}
+	return nil
+}
+
+// Wait is shorthand for WaitN(ctx, key, 1).
+func (l *Limiter) Wait(ctx context.Context, key string) error {
+	return l.WaitN(ctx, key, 1)
+}
+
+// WaitN blocks until n events are admitted for key, or ctx ends. Like
+// golang.org/x/time/rate, it gives up at once with ErrWouldExceedDeadline when
+// ctx's deadline comes before the time the call would need. For LeakyBucket it
+// also waits Result.Delay after admission, so waiters leave evenly spaced.
+// Other callers may take the budget while WaitN sleeps; it then tries again.
+func (l *Limiter) WaitN(ctx context.Context, key string, n int) error {
+	for {
+		r, err := l.AllowN(ctx, key, n)
+		if err != nil {
+			return err
+		}
+		d := r.RetryAfter
+		if r.Allowed {
+			if r.Delay <= 0 {
+				return nil
+			}
+			d = r.Delay
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			if r.Allowed {
+				return nil // admitted; the deadline only cuts the pacing delay short
+			}
+			return fmt.Errorf("ratelimit: %s: WaitN(n=%d) needs %v: %w", l.cfg.Name, n, d, ErrWouldExceedDeadline)
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		if r.Allowed {
+			return nil
+		}
+	}
+}
+
+// modeArg is the scripts' ARGV[5] for each Op.
+var modeArg = [...]string{OpAllow: "0", OpPeek: "1", OpRefund: "2"}
+
+func (l *Limiter) call(ctx context.Context, key string, n int, op Op) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	nowArg := ""
+	if l.now != nil {
+		nowArg = strconv.FormatInt(l.now(), 10)
+	}
+	start := time.Now()
+	reply, reloaded, err := l.script.run(rctx, l.client, []string{l.redisKey(key)},
+		l.param, l.cap, n, l.block, modeArg[op], nowArg)
+	took := time.Since(start)
+	cancel()
+	var res Result
+	lockStarted := false
+	if err == nil {
+		res, lockStarted, err = decode(reply)
+	}
+	if err != nil {
+		err = fmt.Errorf("ratelimit: %s: %w", l.cfg.Name, err)
+		if op != OpRefund {
+			res = l.onFailure(ctx)
+		}
+	}
+	if o := l.cfg.Observer; o != nil {
+		o.Observe(Event{
+			Limiter:        l.cfg.Name,
+			Algorithm:      l.cfg.Algorithm,
+			Outcome:        res.Outcome,
+			Op:             op,
+			LockStarted:    lockStarted,
+			ScriptReloaded: reloaded,
+			Duration:       took,
+			Err:            err,
+		})
+	}
+	if res.Outcome == OutcomeError {
+		return Result{}, err
+	}
+	return res, nil
+}
+
+// onFailure is the Result the failure policy gives when Redis could not decide.
+// A caller whose own context ended gets its error back whatever the policy.
+func (l *Limiter) onFailure(ctx context.Context) Result {
+	if ctx.Err() != nil {
+		return Result{}
+	}
+	switch l.cfg.OnFailure {
+	case FailOpen:
+		return Result{Allowed: true, Outcome: OutcomeFailedOpen}
+	case FailClosed:
+		return Result{Outcome: OutcomeFailedClosed, RetryAfter: l.cfg.Timeout}
+	}
+	return Result{}
+}
+
+// decode checks and converts a script reply (see the contract atop each .lua).
+func decode(reply any) (Result, bool, error) {
+	v, ok := reply.([]any)
+	if !ok || len(v) != 7 {
+		return Result{}, false, fmt.Errorf("%w: %T %v", ErrUnexpectedReply, reply, reply)
+	}
+	var f [7]int64
+	for i, x := range v {
+		if f[i], ok = x.(int64); !ok || f[i] < 0 {
+			return Result{}, false, fmt.Errorf("%w: element %d is %T %v", ErrUnexpectedReply, i, x, x)
+		}
+	}
+	r := Result{
+		Allowed:    f[0] == 1,
+		Remaining:  int(f[1]),
+		RetryAfter: time.Duration(f[2]) * time.Microsecond,
+		ResetAfter: time.Duration(f[3]) * time.Microsecond,
+		Delay:      time.Duration(f[4]) * time.Microsecond,
+		Locked:     f[5] == 1,
+	}
+	switch {
+	case r.Allowed:
+		r.Outcome = OutcomeAllowed
+	case r.Locked:
+		r.Outcome = OutcomeLockedOut
+	default:
+		r.Outcome = OutcomeDenied
+	}
+	return r, f[6] == 1, nil
+}
+
+// ceilMicros is d in whole microseconds, rounded up.
+func ceilMicros(d time.Duration) int64 {
+	us := int64(d / time.Microsecond)
+	if d%time.Microsecond != 0 {
+		us++
+	}
+	return us
+}
