@@ -1,6 +1,6 @@
 module github.com/seed68425060/ratelimit
 
-go 1.26.8
+go 1.24
 
 require (
 	github.com/alicebob/miniredis/v2 v2.33.0

@@ -23,6 +23,18 @@ var (
 // resetLua deletes a limiter key. KEYS[1]: the key. Reply: the number of keys deleted.
 const resetLua = "return redis.call('DEL', KEYS[1])"
 
+// lockLua locks a limiter key: every algorithm reads "-<end µs>" as a lock.
+// KEYS[1]: the key. ARGV[1]: lock length in µs (>= 1). ARGV[2]: now in µs
+// (tests only) or "" for Redis TIME. Reply: 1.
+const lockLua = `local now = tonumber(ARGV[2])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local d = tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('-%d', now + d), 'PX', math.ceil(d / 1000))
+return 1`
+
 // Result is the answer to one call. A denial is a Result with Allowed false,
 // not an error.
 type Result struct {
@@ -57,6 +69,7 @@ type Limiter struct {
 	keyHead string // KeyPrefix + Name + ":{"
 	script  *script
 	reset   *script
+	lock    *script
 	param   string // ARGV[1]: interval (buckets) or period (window) in µs
 	cap     string // ARGV[2]: Burst (buckets) or Limit (window)
 	block   string // ARGV[4]: BlockFor in µs, rounded up
@@ -87,6 +100,7 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 		cfg:     cfg,
 		keyHead: cfg.KeyPrefix + cfg.Name + ":{",
 		reset:   newScript(resetLua),
+		lock:    newScript(lockLua),
 		cap:     strconv.Itoa(cfg.Burst),
 		block:   strconv.FormatInt(ceilMicros(cfg.BlockFor), 10),
 		maxCost: cfg.Burst,
@@ -163,6 +177,30 @@ func (l *Limiter) Reset(ctx context.Context, key string) error {
 	return nil
 }
 
+// Lock locks key for d, replacing its state and any lock: every call is denied
+// until the lock ends, with RetryAfter set to the rest of it, and the key is
+// fresh afterwards. It serves operator bans and lockouts whose length the
+// caller computes (escalating lockouts). d must be between 1µs and 100 years.
+func (l *Limiter) Lock(ctx context.Context, key string, d time.Duration) error {
+	if d < time.Microsecond || d > maxSpan {
+		return fmt.Errorf("ratelimit: %s: lock duration %v, must be between 1µs and %v: %w", l.cfg.Name, d, maxSpan, ErrInvalidConfig)
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	if _, _, err := l.lock.run(ctx, l.client, []string{l.redisKey(key)}, ceilMicros(d), l.nowArg()); err != nil {
+		return fmt.Errorf("ratelimit: %s: lock: %w", l.cfg.Name, err)
+	}
+	return nil
+}
+
+// nowArg is the scripts' "now" argument: "" (Redis TIME) except in tests.
+func (l *Limiter) nowArg() string {
+	if l.now == nil {
+		return ""
+	}
+	return strconv.FormatInt(l.now(), 10)
+}
+
 // Wait is shorthand for WaitN(ctx, key, 1).
 func (l *Limiter) Wait(ctx context.Context, key string) error {
 	return l.WaitN(ctx, key, 1)
@@ -213,13 +251,9 @@ func (l *Limiter) call(ctx context.Context, key string, n int, op Op) (Result, e
 		return Result{}, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	nowArg := ""
-	if l.now != nil {
-		nowArg = strconv.FormatInt(l.now(), 10)
-	}
 	start := time.Now()
 	reply, reloaded, err := l.script.run(rctx, l.client, []string{l.redisKey(key)},
-		l.param, l.cap, n, l.block, modeArg[op], nowArg)
+		l.param, l.cap, n, l.block, modeArg[op], l.nowArg())
 	took := time.Since(start)
 	cancel()
 	var res Result

@@ -41,7 +41,7 @@ local raw = redis.call('GET', KEYS[1])
 if raw then
   local locked = tonumber(string.match(raw, '^%-(%d+)$') or '')
   if locked then
-    local left = math.min(locked - now, block)
+    local left = locked - now
     if left > 0 then
       return {0, 0, left, left, 0, 1, 0}
     end

@@ -32,8 +32,8 @@ local tat = now
 local v = tonumber(redis.call('GET', KEYS[1]) or '')
 if v then
   if v < 0 then
-    -- A lock ends no later than now + block, even if written by a faster clock.
-    local left = math.min(-v - now, block)
+    -- The key's TTL (set with every write) bounds a lock from a faster clock.
+    local left = -v - now
     if left > 0 then
       return {0, 0, left, left, 0, 1, 0}
     end
