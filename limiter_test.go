@@ -1,0 +1,698 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+const t0 = int64(1_700_000_000_000_000) // µs; a multiple of every period used below
+
+// step is one call in a scenario and the reply it must get.
+type step struct {
+	at   int64 // µs after t0
+	n    int
+	op   Op
+	lock time.Duration // if > 0, call Lock(d) instead
+	want reply
+}
+
+func TestScenarios(t *testing.T) {
+	tests := []struct {
+		name  string
+		cfg   Config
+		steps []step
+	}{
+		{
+			name: "token bucket refills continuously and a denial changes nothing",
+			cfg:  Config{Algorithm: TokenBucket, Limit: 10, Period: time.Second, Burst: 3},
+			steps: []step{
+				{at: 0, n: 1, want: reply{allowed: true, remaining: 2, reset: 100_000}},
+				{at: 0, n: 1, want: reply{allowed: true, remaining: 1, reset: 200_000}},
+				{at: 0, n: 1, want: reply{allowed: true, remaining: 0, reset: 300_000}},
+				{at: 0, n: 1, want: reply{remaining: 0, retry: 100_000, reset: 300_000}},
+				{at: 50_000, n: 1, want: reply{remaining: 0, retry: 50_000, reset: 250_000}},
+				{at: 100_000, n: 1, want: reply{allowed: true, remaining: 0, reset: 300_000}},
+				{at: 100_000, n: 2, want: reply{remaining: 0, retry: 200_000, reset: 300_000}},
+				{at: 1_000_000, n: 1, op: OpPeek, want: reply{allowed: true, remaining: 3}},
+				{at: 1_000_000, n: 0, want: reply{allowed: true, remaining: 3}},
+				{at: 1_000_000, n: 3, want: reply{allowed: true, remaining: 0, reset: 300_000}},
+				{at: 1_000_000, n: 2, op: OpRefund, want: reply{allowed: true, remaining: 2, reset: 100_000}},
+				{at: 1_000_000, n: 3, op: OpRefund, want: reply{allowed: true, remaining: 3}},
+			},
+		},
+		{
+			name: "leaky bucket reports the queue ahead as delay",
+			cfg:  Config{Algorithm: LeakyBucket, Limit: 10, Period: time.Second, Burst: 3},
+			steps: []step{
+				{at: 0, n: 1, want: reply{allowed: true, remaining: 2, reset: 100_000}},
+				{at: 0, n: 1, want: reply{allowed: true, remaining: 1, reset: 200_000, delay: 100_000}},
+				{at: 0, n: 1, want: reply{allowed: true, remaining: 0, reset: 300_000, delay: 200_000}},
+				{at: 0, n: 1, want: reply{retry: 100_000, reset: 300_000}},
+				{at: 250_000, n: 1, op: OpPeek, want: reply{allowed: true, remaining: 2, reset: 50_000, delay: 50_000}},
+			},
+		},
+		{
+			name: "lockout denies everything until it ends, then the key is fresh",
+			cfg:  Config{Algorithm: LeakyBucket, Limit: 10, Period: time.Second, Burst: 2, BlockFor: time.Second},
+			steps: []step{
+				{at: 0, n: 2, want: reply{allowed: true, remaining: 0, reset: 200_000}},
+				{at: 0, n: 1, op: OpPeek, want: reply{retry: 100_000, reset: 200_000}},
+				{at: 0, n: 1, want: reply{locked: true, lockStarted: true, retry: 1_000_000, reset: 1_000_000}},
+				{at: 500_000, n: 1, want: reply{locked: true, retry: 500_000, reset: 500_000}},
+				{at: 999_999, n: 1, op: OpRefund, want: reply{locked: true, retry: 1, reset: 1}},
+				{at: 1_000_000, n: 1, want: reply{allowed: true, remaining: 1, reset: 100_000}},
+			},
+		},
+		{
+			name: "sub-second lockout and an explicit longer lock",
+			cfg:  Config{Algorithm: TokenBucket, Limit: 1, Period: time.Minute, BlockFor: 1500 * time.Microsecond},
+			steps: []step{
+				{at: 0, n: 1, want: reply{allowed: true, reset: 60_000_000}},
+				{at: 1, n: 1, want: reply{locked: true, lockStarted: true, retry: 1500, reset: 1500}},
+				{at: 1501, n: 1, want: reply{allowed: true, reset: 60_000_000}}, // fresh after the lock
+				{at: 1501, lock: time.Hour},
+				{at: 1502, n: 1, op: OpPeek, want: reply{locked: true, retry: 3_599_999_999, reset: 3_599_999_999}},
+			},
+		},
+		{
+			name: "sliding window weighs the previous window by its overlap",
+			cfg:  Config{Algorithm: SlidingWindow, Limit: 4, Period: time.Second},
+			steps: []step{
+				{at: 0, n: 1, want: reply{allowed: true, remaining: 3, reset: 2_000_000}},
+				{at: 0, n: 3, want: reply{allowed: true, remaining: 0, reset: 2_000_000}},
+				{at: 500_000, n: 1, want: reply{retry: 750_000, reset: 1_500_000}},
+				{at: 1_250_000, n: 1, want: reply{allowed: true, remaining: 0, reset: 1_750_000}},
+				{at: 1_250_000, n: 1, want: reply{retry: 250_000, reset: 1_750_000}},
+				{at: 1_500_000, n: 1, want: reply{allowed: true, remaining: 0, reset: 1_500_000}},
+				{at: 1_500_000, n: 2, op: OpRefund, want: reply{allowed: true, remaining: 2, reset: 500_000}},
+				{at: 3_100_000, n: 1, op: OpPeek, want: reply{allowed: true, remaining: 4}},
+			},
+		},
+		{
+			name: "sliding window lockout",
+			cfg:  Config{Algorithm: SlidingWindow, Limit: 1, Period: time.Second, BlockFor: 10 * time.Second},
+			steps: []step{
+				{at: 0, n: 1, want: reply{allowed: true, remaining: 0, reset: 2_000_000}},
+				{at: 1, n: 1, want: reply{locked: true, lockStarted: true, retry: 10_000_000, reset: 10_000_000}},
+				{at: 10_000_001, n: 1, want: reply{allowed: true, remaining: 0, reset: 1_999_999}},
+			},
+		},
+	}
+	for _, b := range backends(t) {
+		for i, tt := range tests {
+			t.Run(b.name+"/"+tt.name, func(t *testing.T) {
+				cfg := tt.cfg
+				cfg.Name = fmt.Sprintf("scenario%d", i)
+				l := mustNew(t, b.client, cfg)
+				var now int64
+				l.now = func() int64 { return now }
+				ctx := context.Background()
+				for j, s := range tt.steps {
+					now = t0 + s.at
+					if s.lock > 0 {
+						if err := l.Lock(ctx, "k", s.lock); err != nil {
+							t.Fatalf("step %d: Lock: %v", j, err)
+						}
+						continue
+					}
+					got, err := l.do(ctx, "k", s.n, s.op)
+					if err != nil {
+						t.Fatalf("step %d: %v", j, err)
+					}
+					if got != s.want {
+						t.Errorf("step %d (at +%dµs, %s n=%d) = %+v, want %+v", j, s.at, s.op, s.n, got, s.want)
+					}
+				}
+			})
+		}
+	}
+}
+
+// do makes one call and returns its reply in µs, as the model reports it.
+func (l *Limiter) do(ctx context.Context, key string, n int, op Op) (reply, error) {
+	var r Result
+	var err error
+	var started bool
+	obs := l.cfg.Observer
+	l.cfg.Observer = ObserverFunc(func(e Event) { started = e.LockStarted })
+	defer func() { l.cfg.Observer = obs }()
+	switch op {
+	case OpAllow, OpPeek:
+		if op == OpPeek && n == 1 {
+			r, err = l.Peek(ctx, key)
+		} else {
+			r, err = l.AllowN(ctx, key, n)
+		}
+	case OpRefund:
+		r, err = l.Refund(ctx, key, n)
+	}
+	return reply{
+		allowed: r.Allowed, locked: r.Locked, lockStarted: started,
+		remaining: int64(r.Remaining), retry: int64(r.RetryAfter / time.Microsecond),
+		reset: int64(r.ResetAfter / time.Microsecond), delay: int64(r.Delay / time.Microsecond),
+	}, err
+}
+
+// TestDifferential drives each script and the pure-Go model with the same
+// random sequence of (time step, cost, operation) and compares every reply.
+func TestDifferential(t *testing.T) {
+	const steps = 10_000
+	configs := []Config{
+		{Algorithm: TokenBucket, Limit: 7, Period: 3 * time.Second, Burst: 5},
+		{Algorithm: TokenBucket, Limit: 100, Period: time.Minute, BlockFor: 2 * time.Second},
+		{Algorithm: LeakyBucket, Limit: 3, Period: time.Second, Burst: 4, BlockFor: 700 * time.Millisecond},
+		{Algorithm: LeakyBucket, Limit: 1000, Period: time.Second, Burst: 50},
+		{Algorithm: SlidingWindow, Limit: 5, Period: time.Second},
+		{Algorithm: SlidingWindow, Limit: 60, Period: 7 * time.Second, BlockFor: 500 * time.Millisecond},
+	}
+	for _, b := range backends(t) {
+		for i, cfg := range configs {
+			t.Run(fmt.Sprintf("%s/%s/%d", b.name, cfg.Algorithm, i), func(t *testing.T) {
+				t.Parallel()
+				cfg.Name = fmt.Sprintf("diff%d", i)
+				l := mustNew(t, b.client, cfg)
+				m := newModel(l)
+				rng := rand.New(rand.NewPCG(uint64(i), 42))
+				now := t0 + rng.Int64N(int64(time.Hour/time.Microsecond))
+				l.now = func() int64 { return now }
+				ctx := context.Background()
+				scale := int64(cfg.Period/time.Microsecond) / int64(cfg.Limit)
+				var allowed, denied, locked int
+				for s := 0; s < steps; s++ {
+					switch k := rng.IntN(20); {
+					case k < 12: // within a few events' spacing
+						now += rng.Int64N(2 * scale)
+					case k < 18:
+						now += rng.Int64N(30)
+					case k < 19: // across periods
+						now += rng.Int64N(3 * int64(cfg.Period/time.Microsecond))
+					}
+					op := OpAllow
+					switch rng.IntN(10) {
+					case 0:
+						op = OpPeek
+					case 1:
+						op = OpRefund
+					}
+					n := rng.IntN(l.Config().Burst + 1)
+					if rng.IntN(3) > 0 {
+						n = 1
+					}
+					if op == OpPeek {
+						n = 1
+					}
+					if rng.IntN(500) == 0 {
+						d := time.Duration(1+rng.Int64N(int64(cfg.Period))) / time.Microsecond * time.Microsecond
+						if err := l.Lock(ctx, "k", d); err != nil {
+							t.Fatal(err)
+						}
+						m.lock(now, int64(d/time.Microsecond))
+						continue
+					}
+					want := m.step(now, int64(n), op)
+					got, err := l.do(ctx, "k", n, op)
+					if err != nil {
+						t.Fatalf("step %d: %v", s, err)
+					}
+					if got != want {
+						t.Fatalf("step %d at %d (%s n=%d): script %+v, model %+v", s, now, op, n, got, want)
+					}
+					switch {
+					case got.locked:
+						locked++
+					case got.allowed:
+						allowed++
+					default:
+						denied++
+					}
+				}
+				// The walk must have visited every kind of answer to mean anything.
+				if allowed == 0 || denied == 0 || (cfg.BlockFor > 0 && locked == 0) {
+					t.Errorf("walk too narrow: %d allowed, %d denied, %d locked", allowed, denied, locked)
+				}
+			})
+		}
+	}
+}
+
+// TestExactness runs many independent clients (separate pools, as separate app
+// servers) with many goroutines each against one key: exactly Limit admitted.
+func TestExactness(t *testing.T) {
+	const clients, workers, calls = 4, 16, 10
+	for _, b := range realBackends(t) {
+		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
+			for _, block := range []time.Duration{0, time.Hour} {
+				t.Run(fmt.Sprintf("%s/%s/block=%v", b.name, alg, block), func(t *testing.T) {
+					cfg := Config{Name: "exact-" + alg.String(), Algorithm: alg, Limit: 97, Period: 24 * time.Hour, BlockFor: block}
+					if block > 0 {
+						cfg.Name += "-block"
+					}
+					var allowed, lockedSeen atomic.Int64
+					var firstDenial atomic.Int64 // admission index after which no admission may follow
+					var seq atomic.Int64
+					var wg sync.WaitGroup
+					for c := 0; c < clients; c++ {
+						l := mustNew(t, b.newClient(t), cfg)
+						for w := 0; w < workers; w++ {
+							wg.Add(1)
+							go func() {
+								defer wg.Done()
+								for i := 0; i < calls; i++ {
+									r, err := l.Allow(context.Background(), "hot")
+									if err != nil {
+										t.Error(err)
+										return
+									}
+									s := seq.Add(1)
+									if r.Allowed {
+										allowed.Add(1)
+									} else {
+										firstDenial.CompareAndSwap(0, s)
+									}
+									if r.Locked {
+										lockedSeen.Add(1)
+									}
+								}
+							}()
+						}
+					}
+					wg.Wait()
+					if got := allowed.Load(); got != int64(cfg.Limit) {
+						t.Errorf("admitted %d of %d calls, want exactly %d", got, clients*workers*calls, cfg.Limit)
+					}
+					denied := int64(clients*workers*calls) - allowed.Load()
+					if block > 0 && lockedSeen.Load() != denied {
+						t.Errorf("with BlockFor, %d of %d denials were lockouts, want all", lockedSeen.Load(), denied)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestLockoutEnds checks on a real clock that a sub-second lockout ends.
+func TestLockoutEnds(t *testing.T) {
+	for _, b := range realBackends(t) {
+		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
+			t.Run(b.name+"/"+alg.String(), func(t *testing.T) {
+				l := mustNew(t, b.client, Config{Name: "lockend-" + alg.String(), Algorithm: alg, Limit: 1, Period: time.Hour, BlockFor: 150 * time.Millisecond})
+				ctx := context.Background()
+				if r, _ := l.Allow(ctx, "k"); !r.Allowed {
+					t.Fatalf("first call denied: %+v", r)
+				}
+				r, err := l.Allow(ctx, "k")
+				if err != nil || !r.Locked || r.RetryAfter <= 0 || r.RetryAfter > 150*time.Millisecond {
+					t.Fatalf("second call = %+v, %v; want locked for at most 150ms", r, err)
+				}
+				time.Sleep(r.RetryAfter)
+				r, err = l.Allow(ctx, "k")
+				if err != nil || !r.Allowed {
+					t.Fatalf("after the lock: %+v, %v; want admitted (fresh key)", r, err)
+				}
+			})
+		}
+	}
+}
+
+func TestTTLCoversState(t *testing.T) {
+	for _, b := range backends(t) {
+		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
+			t.Run(b.name+"/"+alg.String(), func(t *testing.T) {
+				l := mustNew(t, b.client, Config{Name: "ttl-" + alg.String(), Algorithm: alg, Limit: 5, Period: 10 * time.Second, BlockFor: 3 * time.Second})
+				ctx := context.Background()
+				key := l.redisKey("k")
+				for i := 0; i < 7; i++ {
+					r, err := l.Allow(ctx, "k")
+					if err != nil {
+						t.Fatal(err)
+					}
+					var ttl time.Duration
+					err = b.forEachNode(ctx, func(ctx context.Context, c *redis.Client) error {
+						d, err := c.PTTL(ctx, key).Result()
+						if err == nil && d > 0 {
+							ttl = d
+						}
+						return err
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					// The key must live at least as long as its state matters.
+					if ttl < r.ResetAfter-time.Millisecond || ttl > r.ResetAfter+time.Second {
+						t.Errorf("call %d: PTTL %v, ResetAfter %v", i, ttl, r.ResetAfter)
+					}
+				}
+				if _, err := l.Peek(ctx, "never-written"); err != nil {
+					t.Fatal(err)
+				}
+				var exists int64
+				b.forEachNode(ctx, func(ctx context.Context, c *redis.Client) error {
+					n, err := c.Exists(ctx, l.redisKey("never-written")).Result()
+					exists += n
+					return err
+				})
+				if exists != 0 {
+					t.Errorf("Peek wrote a key")
+				}
+			})
+		}
+	}
+}
+
+func TestNoScriptFallback(t *testing.T) {
+	for _, b := range backends(t) {
+		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
+			t.Run(b.name+"/"+alg.String(), func(t *testing.T) {
+				rec := newRecorder()
+				l := mustNew(t, b.client, Config{Name: "noscript-" + alg.String(), Algorithm: alg, Limit: 10, Period: time.Minute, Observer: rec})
+				ctx := context.Background()
+				for i := 0; i < 4; i++ {
+					b.flushScripts(t)
+					if _, err := l.Allow(ctx, "k"); err != nil {
+						t.Fatalf("call %d after SCRIPT FLUSH: %v", i, err)
+					}
+					if _, err := l.Allow(ctx, "k"); err != nil {
+						t.Fatalf("second call %d: %v", i, err)
+					}
+				}
+				var reloaded int
+				for _, e := range rec.drain() {
+					if e.ScriptReloaded {
+						reloaded++
+					}
+					if e.Outcome != OutcomeAllowed {
+						t.Errorf("event %+v, want allowed", e)
+					}
+				}
+				if reloaded != 4 {
+					t.Errorf("%d calls fell back to EVAL, want 4 (one after each flush)", reloaded)
+				}
+				r, err := l.Peek(ctx, "k")
+				if err != nil || r.Remaining != 2 {
+					t.Errorf("Peek = %+v, %v; want 2 remaining (8 calls charged once each)", r, err)
+				}
+			})
+		}
+	}
+}
+
+// fakeScripter counts EVALSHA and EVAL calls and answers them with errors or a reply.
+type fakeScripter struct {
+	redis.Scripter // nil: other methods panic
+	evalSha, eval  atomic.Int64
+	shaErr         error
+	evalErr        error
+	reply          any
+	load           func() (string, error)
+}
+
+func (f *fakeScripter) EvalSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	f.evalSha.Add(1)
+	return f.result(ctx, f.shaErr)
+}
+
+func (f *fakeScripter) Eval(ctx context.Context, src string, keys []string, args ...any) *redis.Cmd {
+	f.eval.Add(1)
+	return f.result(ctx, f.evalErr)
+}
+
+func (f *fakeScripter) ScriptLoad(ctx context.Context, src string) *redis.StringCmd {
+	cmd := redis.NewStringCmd(ctx)
+	sha, err := f.load()
+	cmd.SetVal(sha)
+	cmd.SetErr(err)
+	return cmd
+}
+
+func (f *fakeScripter) result(ctx context.Context, err error) *redis.Cmd {
+	cmd := redis.NewCmd(ctx)
+	if err != nil {
+		cmd.SetErr(err)
+	} else {
+		cmd.SetVal(f.reply)
+	}
+	return cmd
+}
+
+var okReply = []any{int64(1), int64(4), int64(0), int64(100), int64(0), int64(0), int64(0)}
+
+func TestRunnerFallback(t *testing.T) {
+	tests := []struct {
+		name              string
+		shaErr, evalErr   error
+		wantSha, wantEval int64
+		wantErr           bool
+		wantReloaded      bool
+	}{
+		{name: "cached", wantSha: 1},
+		{name: "NOSCRIPT prefix", shaErr: errors.New("NOSCRIPT No matching script. Please use EVAL."), wantSha: 1, wantEval: 1, wantReloaded: true},
+		{name: "NOSCRIPT inside a proxy's text", shaErr: errors.New("ERR NOSCRIPT No matching script"), wantSha: 1, wantEval: 1, wantReloaded: true},
+		{name: "at most one fallback", shaErr: errors.New("NOSCRIPT x"), evalErr: errors.New("NOSCRIPT again"), wantSha: 1, wantEval: 1, wantErr: true, wantReloaded: true},
+		{name: "other errors are not retried", shaErr: errors.New("BUSY Redis is busy running a script"), wantSha: 1, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeScripter{shaErr: tt.shaErr, evalErr: tt.evalErr, reply: okReply}
+			rec := newRecorder()
+			l := mustNew(t, f, Config{Name: "fake", Limit: 5, Period: time.Second, Observer: rec})
+			_, err := l.Allow(context.Background(), "k")
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Allow error = %v, want error %v", err, tt.wantErr)
+			}
+			if f.evalSha.Load() != tt.wantSha || f.eval.Load() != tt.wantEval {
+				t.Errorf("EVALSHA %d, EVAL %d; want %d, %d", f.evalSha.Load(), f.eval.Load(), tt.wantSha, tt.wantEval)
+			}
+			if e := rec.drain(); len(e) != 1 || e[0].ScriptReloaded != tt.wantReloaded {
+				t.Errorf("events %+v, want one with ScriptReloaded %v", e, tt.wantReloaded)
+			}
+		})
+	}
+}
+
+// TestFIPSDigestFromRedis: when SHA1 may not be computed here, the digest is
+// taken from Redis (SCRIPT LOAD) and calls still use EVALSHA.
+func TestFIPSDigestFromRedis(t *testing.T) {
+	f := &fakeScripter{reply: okReply}
+	loads := 0
+	f.load = func() (string, error) { loads++; return strings.Repeat("a", 40), nil }
+	l := mustNew(t, f, Config{Name: "fips", Limit: 5, Period: time.Second})
+	l.script.sha.Store(nil) // as localSHA1 leaves it under GODEBUG=fips140=only
+	for i := 0; i < 3; i++ {
+		if _, err := l.Allow(context.Background(), "k"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if loads != 1 || f.evalSha.Load() != 3 || f.eval.Load() != 0 {
+		t.Errorf("SCRIPT LOAD %d, EVALSHA %d, EVAL %d; want 1, 3, 0", loads, f.evalSha.Load(), f.eval.Load())
+	}
+	// If Redis cannot tell the digest either, calls still work through EVAL.
+	f2 := &fakeScripter{reply: okReply, load: func() (string, error) { return "", errors.New("NOPERM script|load") }}
+	l2 := mustNew(t, f2, Config{Name: "fips", Limit: 5, Period: time.Second})
+	l2.script.sha.Store(nil)
+	if _, err := l2.Allow(context.Background(), "k"); err != nil || f2.eval.Load() != 1 {
+		t.Errorf("Allow = %v with %d EVAL; want success through EVAL", err, f2.eval.Load())
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string // substrings of the error, each naming a field and value
+	}{
+		{"empty", Config{}, []string{"Config.Name is empty", "Config.Limit = 0", "Config.Period = 0s"}},
+		{"bad name", Config{Name: "Login", Limit: 1, Period: time.Second}, []string{`Config.Name = "Login"`}},
+		{"name with colon", Config{Name: "a:b", Limit: 1, Period: time.Second}, []string{`Config.Name = "a:b"`}},
+		{"name too long", Config{Name: strings.Repeat("a", 65), Limit: 1, Period: time.Second}, []string{"Config.Name"}},
+		{"algorithm", Config{Name: "a", Algorithm: 9, Limit: 1, Period: time.Second}, []string{"Config.Algorithm = 9"}},
+		{"negative limit", Config{Name: "a", Limit: -1, Period: time.Second}, []string{"Config.Limit = -1"}},
+		{"negative period", Config{Name: "a", Limit: 1, Period: -time.Second}, []string{"Config.Period = -1s"}},
+		{"too fast", Config{Name: "a", Limit: 2_000_000, Period: time.Second}, []string{"faster than one event per microsecond"}},
+		{"period too long", Config{Name: "a", Limit: 1, Period: 200 * 365 * 24 * time.Hour}, []string{"Config.Period = 1752000h0m0s"}},
+		{"negative burst", Config{Name: "a", Limit: 1, Period: time.Second, Burst: -3}, []string{"Config.Burst = -3"}},
+		{"window burst", Config{Name: "a", Algorithm: SlidingWindow, Limit: 5, Period: time.Second, Burst: 9}, []string{"Config.Burst = 9, must be 0 or Limit (5)"}},
+		{"huge burst", Config{Name: "a", Limit: 1, Period: 24 * time.Hour, Burst: 1 << 30}, []string{"Config.Burst = 1073741824"}},
+		{"negative block", Config{Name: "a", Limit: 1, Period: time.Second, BlockFor: -1}, []string{"Config.BlockFor = -1ns"}},
+		{"nanosecond block", Config{Name: "a", Limit: 1, Period: time.Second, BlockFor: 1}, []string{"Config.BlockFor = 1ns"}},
+		{"prefix with brace", Config{Name: "a", Limit: 1, Period: time.Second, KeyPrefix: "x{y}:"}, []string{`Config.KeyPrefix = "x{y}:"`}},
+		{"negative timeout", Config{Name: "a", Limit: 1, Period: time.Second, Timeout: -1}, []string{"Config.Timeout = -1ns"}},
+		{"policy", Config{Name: "a", Limit: 1, Period: time.Second, OnFailure: 7}, []string{"Config.OnFailure = 7"}},
+	}
+	f := &fakeScripter{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(f, tt.cfg)
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("New(%+v) = %v, want ErrInvalidConfig", tt.cfg, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+	if f.evalSha.Load()+f.eval.Load() != 0 {
+		t.Error("New called Redis")
+	}
+}
+
+func TestClientOptionsChecked(t *testing.T) {
+	cfg := Config{Name: "a", Limit: 1, Period: time.Second}
+	tests := []struct {
+		name   string
+		client redis.Scripter
+		want   []string
+	}{
+		{"client defaults", redis.NewClient(&redis.Options{}), []string{"MaxRetries = 3", "ContextTimeoutEnabled = false"}},
+		{"cluster defaults", redis.NewClusterClient(&redis.ClusterOptions{}), []string{"ContextTimeoutEnabled = false"}},
+		{"cluster retries", redis.NewClusterClient(&redis.ClusterOptions{MaxRetries: 2, ContextTimeoutEnabled: true}), []string{"MaxRetries = 2"}},
+		{"ring retries", redis.NewRing(&redis.RingOptions{ContextTimeoutEnabled: true}), []string{"MaxRetries = 3"}},
+		{"good client", redis.NewClient(&redis.Options{MaxRetries: -1, ContextTimeoutEnabled: true}), nil},
+		{"good cluster", redis.NewClusterClient(&redis.ClusterOptions{MaxRetries: -1, ContextTimeoutEnabled: true}), nil},
+		{"good failover", redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{"127.0.0.1:1"}, MaxRetries: -1, ContextTimeoutEnabled: true}), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.client, cfg)
+			if len(tt.want) == 0 {
+				if err != nil {
+					t.Fatalf("New = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidConfig) {
+				t.Fatalf("New = %v, want ErrInvalidConfig", err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestBadCostsNeverReachRedis(t *testing.T) {
+	f := &fakeScripter{reply: okReply}
+	l := mustNew(t, f, Config{Name: "cost", Limit: 10, Period: time.Second, Burst: 4})
+	ctx := context.Background()
+	for _, n := range []int{-1, 5, 1 << 40} {
+		if _, err := l.AllowN(ctx, "k", n); !errors.Is(err, ErrInvalidCost) || !strings.Contains(err.Error(), fmt.Sprint(n)) {
+			t.Errorf("AllowN(%d) = %v, want ErrInvalidCost naming n", n, err)
+		}
+		if _, err := l.Refund(ctx, "k", n); !errors.Is(err, ErrInvalidCost) {
+			t.Errorf("Refund(%d) = %v, want ErrInvalidCost", n, err)
+		}
+		if err := l.WaitN(ctx, "k", n); !errors.Is(err, ErrInvalidCost) {
+			t.Errorf("WaitN(%d) = %v, want ErrInvalidCost", n, err)
+		}
+	}
+	if err := l.Lock(ctx, "k", 0); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("Lock(0) = %v, want an error", err)
+	}
+	if c := f.evalSha.Load() + f.eval.Load(); c != 0 {
+		t.Errorf("%d Redis calls for bad costs, want 0", c)
+	}
+}
+
+func TestUnexpectedReplies(t *testing.T) {
+	for _, r := range []any{nil, "x", int64(1), []any{int64(1)}, []any{"1", int64(0), int64(0), int64(0), int64(0), int64(0), int64(0)}, []any{int64(1), int64(-4), int64(0), int64(0), int64(0), int64(0), int64(0)}} {
+		f := &fakeScripter{reply: r}
+		l := mustNew(t, f, Config{Name: "reply", Limit: 10, Period: time.Second})
+		if _, err := l.Allow(context.Background(), "k"); !errors.Is(err, ErrUnexpectedReply) {
+			t.Errorf("reply %#v: err = %v, want ErrUnexpectedReply", r, err)
+		}
+	}
+}
+
+func TestFailurePolicies(t *testing.T) {
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer down.Close()
+	tests := []struct {
+		policy  FailurePolicy
+		want    Outcome
+		allowed bool
+		wantErr bool
+	}{
+		{FailError, OutcomeError, false, true},
+		{FailOpen, OutcomeFailedOpen, true, false},
+		{FailClosed, OutcomeFailedClosed, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.policy.String(), func(t *testing.T) {
+			rec := newRecorder()
+			l := mustNew(t, down, Config{Name: "down", Limit: 1, Period: time.Second, OnFailure: tt.policy, Observer: rec, Timeout: 200 * time.Millisecond})
+			r, err := l.Allow(context.Background(), "k")
+			if (err != nil) != tt.wantErr || r.Allowed != tt.allowed || (err == nil && r.Outcome != tt.want) {
+				t.Errorf("Allow = %+v, %v; want outcome %v", r, err, tt.want)
+			}
+			ev := rec.drain()
+			if len(ev) != 1 || ev[0].Outcome != tt.want || ev[0].Err == nil {
+				t.Errorf("events %+v, want one %v with the error", ev, tt.want)
+			}
+			// The caller's own canceled context is an error whatever the policy.
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if _, err := l.Allow(ctx, "k"); !errors.Is(err, context.Canceled) {
+				t.Errorf("Allow(canceled ctx) = %v, want context.Canceled", err)
+			}
+		})
+	}
+}
+
+func TestWait(t *testing.T) {
+	for _, b := range realBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			l := mustNew(t, b.client, Config{Name: "wait", Limit: 1, Period: 80 * time.Millisecond})
+			ctx := context.Background()
+			if err := l.Wait(ctx, "k"); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if err := l.Wait(ctx, "k"); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d < 60*time.Millisecond {
+				t.Errorf("second Wait returned after %v, want about 80ms", d)
+			}
+			short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			defer cancel()
+			// Giving up at once returns ErrWouldExceedDeadline; sleeping until the
+			// deadline would return context.DeadlineExceeded instead.
+			if err := l.Wait(short, "k"); !errors.Is(err, ErrWouldExceedDeadline) {
+				t.Errorf("Wait with a 20ms deadline = %v, want ErrWouldExceedDeadline", err)
+			}
+		})
+	}
+}
+
+func TestFutureTimestampIsClamped(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			l := mustNew(t, b.client, Config{Name: "future", Limit: 10, Period: time.Second})
+			ctx := context.Background()
+			// State written by a clock one day ahead (a promoted replica's was faster).
+			ahead := time.Now().Add(24*time.Hour).UnixMicro()
+			if err := b.client.Set(ctx, l.redisKey("k"), ahead, time.Minute).Err(); err != nil {
+				t.Fatal(err)
+			}
+			r, err := l.Allow(ctx, "k")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Allowed || r.RetryAfter > 110*time.Millisecond {
+				t.Errorf("Allow = %+v; want denied for at most one interval (the debt is clamped to Burst)", r)
+			}
+		})
+	}
+}
