@@ -682,7 +682,7 @@ func TestFutureTimestampIsClamped(t *testing.T) {
 			l := mustNew(t, b.client, Config{Name: "future", Limit: 10, Period: time.Second})
 			ctx := context.Background()
 			// State written by a clock one day ahead (a promoted replica's was faster).
-			ahead := time.Now().Add(24*time.Hour).UnixMicro()
+			ahead := time.Now().Add(24 * time.Hour).UnixMicro()
 			if err := b.client.Set(ctx, l.redisKey("k"), ahead, time.Minute).Err(); err != nil {
 				t.Fatal(err)
 			}

@@ -24,7 +24,7 @@ type model struct {
 
 // reply is a decoded script reply, in µs.
 type reply struct {
-	allowed, locked, lockStarted    bool
+	allowed, locked, lockStarted   bool
 	remaining, retry, reset, delay int64
 }
 
