@@ -80,6 +80,9 @@ const (
 	maxSpan      = 100 * 365 * 24 * time.Hour // Period, BlockFor, Burst×interval
 	maxPrefixLen = 64
 	maxNameLen   = 64
+	// maxWindowLimit keeps SlidingWindow's packed state, which needs
+	// 4×(Limit+1)² values, below 2^53.
+	maxWindowLimit = 47_453_131
 )
 
 // Config configures a Limiter. The zero value is not valid: Name, Limit and
@@ -153,6 +156,9 @@ func (c *Config) normalize() error {
 		errs = append(errs, configError("Config.Period = %v, must be <= %v", c.Period, maxSpan))
 	case c.Limit >= 1 && c.Period/time.Duration(c.Limit) < time.Microsecond:
 		errs = append(errs, configError("Config.Limit = %d per Config.Period = %v is faster than one event per microsecond", c.Limit, c.Period))
+	}
+	if c.Algorithm == SlidingWindow && c.Limit > maxWindowLimit {
+		errs = append(errs, configError("Config.Limit = %d, must be <= %d for SlidingWindow", c.Limit, maxWindowLimit))
 	}
 	switch {
 	case c.Burst < 0:

@@ -15,11 +15,8 @@ type model struct {
 	limit int64 // Burst (buckets) or Limit (SlidingWindow)
 	block int64 // lockout in µs
 
-	has       bool
-	v         int64 // buckets: TAT / empty-at, or -(lock end); window: lock end
-	windowLck bool  // window: the state is a lock
-	w, prev   int64 // window: index of cur's window, previous count
-	cur       int64 // window: current count
+	has bool
+	v   int64 // the stored integer (see the script's contract)
 }
 
 // reply is a decoded script reply, in µs.
@@ -48,12 +45,7 @@ func (m *model) step(now, n int64, op Op) reply {
 
 // lock locks the key until now + d.
 func (m *model) lock(now, d int64) {
-	m.has = true
-	if m.alg == SlidingWindow {
-		m.windowLck, m.v = true, now+d
-	} else {
-		m.v = -(now + d)
-	}
+	m.has, m.v = true, -(now + d)
 }
 
 func (m *model) bucket(now, n int64, op Op) reply {
@@ -104,18 +96,25 @@ func (m *model) window(now, n int64, op Op) reply {
 	w := now / period
 	elapsed := now - w*period
 	rest := period - elapsed
+	base := limit + 1
+	span := int64(math.Floor(math.Exp2(53) / float64(base*base)))
 	var prev, cur int64
 	if m.has {
-		if m.windowLck {
-			if left := m.v - now; left > 0 {
+		if m.v < 0 {
+			if left := -m.v - now; left > 0 {
 				return reply{locked: true, retry: left, reset: left}
 			}
-		} else if m.w >= w {
-			prev, cur = m.prev, m.cur
-		} else if m.w == w-1 {
-			prev = m.cur
+		} else {
+			sc, sp := m.v%base, m.v/base%base
+			switch age := ((w-m.v/(base*base))%span + span) % span; age {
+			case 0, span - 1:
+				prev, cur = sp, sc
+			case 1:
+				prev = sc
+			}
 		}
 	}
+	pack := func(prev, cur int64) { m.has, m.v = true, (w%span*base+prev)*base+cur }
 	resetOf := func(prev, cur int64) int64 {
 		switch {
 		case cur > 0:
@@ -134,7 +133,7 @@ func (m *model) window(now, n int64, op Op) reply {
 		prev = max(0, prev-(n-back))
 		reset := resetOf(prev, cur)
 		if reset > 0 {
-			m.setWindow(w, prev, cur)
+			pack(prev, cur)
 		} else {
 			m.has = false
 		}
@@ -144,12 +143,12 @@ func (m *model) window(now, n int64, op Op) reply {
 	if float64(prev)*float64(rest) <= float64(room)*float64(period) {
 		if write {
 			cur += n
-			m.setWindow(w, prev, cur)
+			pack(prev, cur)
 		}
 		return reply{allowed: true, remaining: remainingOf(prev, cur), reset: resetOf(prev, cur)}
 	}
 	if m.block > 0 && write {
-		m.has, m.windowLck, m.v = true, true, now+m.block
+		m.has, m.v = true, -(now + m.block)
 		return reply{locked: true, lockStarted: true, retry: m.block, reset: m.block}
 	}
 	var retry int64
@@ -171,8 +170,4 @@ func (m *model) window(now, n int64, op Op) reply {
 		retry = rest + e
 	}
 	return reply{remaining: remainingOf(prev, cur), retry: retry, reset: resetOf(prev, cur)}
-}
-
-func (m *model) setWindow(w, prev, cur int64) {
-	m.has, m.windowLck, m.w, m.prev, m.cur = true, false, w, prev, cur
 }

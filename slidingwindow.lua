@@ -9,8 +9,12 @@
 -- previous window that the rolling window still covers). A call of n is
 -- admitted iff the estimate + n <= limit, tested as prev*rest <= (limit-cur-n)*period.
 --
--- KEYS[1]  state: "w prev cur" (w = index of the window of cur, now // period),
---          or "-t": locked until t µs. Missing or unreadable: fresh.
+-- KEYS[1]  state: one integer, so Redis stores it int-encoded. >= 0: the
+--          counts packed as ((w % span) * (limit+1) + prev) * (limit+1) + cur,
+--          where w = now // period is the index of cur's window and span =
+--          2^53 // (limit+1)^2 (>= 4) keeps the value an exact double; < 0:
+--          locked until -value µs. Missing or unreadable: fresh. The TTL ends
+--          two windows after the last write, so w % span is never ambiguous.
 -- ARGV[1]  period in µs (integer >= 1)
 -- ARGV[2]  limit (integer >= 1)
 -- ARGV[3]  cost n (integer >= 0; 0 counts nothing and writes nothing)
@@ -36,23 +40,29 @@ end
 local w = math.floor(now / period)
 local elapsed = now - w * period
 local rest = period - elapsed
+local base = limit + 1
+local span = math.floor(2^53 / (base * base))
+local function pack(prev, cur)
+  return string.format('%d', ((w % span) * base + prev) * base + cur)
+end
 local prev, cur = 0, 0
-local raw = redis.call('GET', KEYS[1])
-if raw then
-  local locked = tonumber(string.match(raw, '^%-(%d+)$') or '')
-  if locked then
-    local left = locked - now
+local v = tonumber(redis.call('GET', KEYS[1]) or '')
+if v then
+  if v < 0 then
+    -- The key's TTL (set with every write) bounds a lock from a faster clock.
+    local left = -v - now
     if left > 0 then
       return {0, 0, left, left, 0, 1, 0}
     end
   else
-    local sw, sp, sc = string.match(raw, '^(%d+) (%d+) (%d+)$')
-    sw = tonumber(sw)
-    if sw and sw >= w then
-      -- The current window (or one from a faster clock: keep its counts).
-      prev, cur = tonumber(sp), tonumber(sc)
-    elseif sw and sw == w - 1 then
-      prev = tonumber(sc)
+    local sc = v % base
+    local sp = math.floor(v / base) % base
+    local age = (w - math.floor(v / (base * base))) % span
+    if age == 0 or age == span - 1 then
+      -- The current window (or the next one, from a faster clock: keep its counts).
+      prev, cur = sp, sc
+    elseif age == 1 then
+      prev = sc
     end
   end
 end
@@ -65,8 +75,8 @@ if mode == '2' then
   local reset = 0
   if cur > 0 then reset = (w + 2) * period - now elseif prev > 0 then reset = rest end
   if reset > 0 then
-    redis.call('SET', KEYS[1], string.format('%d %d %d', w, prev, cur), 'PX', math.ceil(reset / 1000))
-  elseif raw then
+    redis.call('SET', KEYS[1], pack(prev, cur), 'PX', math.ceil(reset / 1000))
+  elseif v then
     redis.call('DEL', KEYS[1])
   end
   return {1, math.max(0, limit - cur - math.ceil(prev * rest / period)), 0, reset, 0, 0, 0}
@@ -77,15 +87,14 @@ if prev * rest <= room * period then
   if write then
     -- Peek and n = 0 report the state as it is.
     cur = cur + n
-    redis.call('SET', KEYS[1], string.format('%d %d %d', w, prev, cur), 'PX',
-      math.ceil(((w + 2) * period - now) / 1000))
+    redis.call('SET', KEYS[1], pack(prev, cur), 'PX', math.ceil(((w + 2) * period - now) / 1000))
   end
   local reset = 0
   if cur > 0 then reset = (w + 2) * period - now elseif prev > 0 then reset = rest end
   return {1, math.max(0, limit - cur - math.ceil(prev * rest / period)), 0, reset, 0, 0, 0}
 end
 if block > 0 and write then
-  redis.call('SET', KEYS[1], string.format('-%d', now + block), 'PX', math.ceil(block / 1000))
+  redis.call('SET', KEYS[1], string.format('%d', -(now + block)), 'PX', math.ceil(block / 1000))
   return {0, 0, block, block, 0, 1, 1}
 end
 

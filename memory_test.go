@@ -1,0 +1,47 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestMemoryPerKey measures MEMORY USAGE of one key per algorithm on a real
+// Redis (reported in the README) and pins it: buckets hold one integer, which
+// Redis stores int-encoded; the window holds a short string.
+func TestMemoryPerKey(t *testing.T) {
+	limits := map[Algorithm]int64{TokenBucket: 72, LeakyBucket: 72, SlidingWindow: 100}
+	for _, b := range realBackends(t) {
+		if b.name != "redis" {
+			continue
+		}
+		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
+			for _, block := range []time.Duration{0, time.Hour} {
+				t.Run(fmt.Sprintf("%s/block=%v", alg, block), func(t *testing.T) {
+					l := mustNew(t, b.client, Config{Name: "api", Algorithm: alg, Limit: 100, Period: time.Minute, BlockFor: block})
+					ctx := context.Background()
+					key := "203.0.113.7"
+					if err := l.Reset(ctx, key); err != nil { // the subtests share one key
+						t.Fatal(err)
+					}
+					for i := 0; i < 101; i++ { // the last call is denied and, with BlockFor, locks
+						if _, err := l.Allow(ctx, key); err != nil {
+							t.Fatal(err)
+						}
+					}
+					rk := l.redisKey(key)
+					n, err := b.client.MemoryUsage(ctx, rk).Result()
+					if err != nil {
+						t.Fatal(err)
+					}
+					enc, _ := b.client.ObjectEncoding(ctx, rk).Result()
+					t.Logf("MEMORY USAGE %s (%d-byte key, %s) = %d bytes", rk, len(rk), enc, n)
+					if n > limits[alg] {
+						t.Errorf("MEMORY USAGE %s = %d bytes, want <= %d", rk, n, limits[alg])
+					}
+				})
+			}
+		}
+	}
+}
