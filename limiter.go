@@ -70,9 +70,10 @@ type Limiter struct {
 	script  *script
 	reset   *script
 	lock    *script
-	param   string // ARGV[1]: interval (buckets) or period (window) in µs
-	cap     string // ARGV[2]: Burst (buckets) or Limit (window)
-	block   string // ARGV[4]: BlockFor in µs, rounded up
+	param   any   // ARGV[1]: interval (buckets) or period (window) in µs
+	cap     any   // ARGV[2]: Burst (buckets) or Limit (window)
+	block   any   // ARGV[4]: BlockFor in µs, rounded up
+	allow1  []any // ARGV for Allow: boxed once, shared read-only by every call
 	maxCost int
 
 	now func() int64 // tests: fixed script time in µs; nil uses Redis TIME
@@ -118,6 +119,7 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 	} else {
 		l.param = strconv.FormatInt(intervalMicros(cfg.Limit, cfg.Period), 10)
 	}
+	l.allow1 = []any{l.param, l.cap, "1", l.block, modeArg[OpAllow], ""}
 	return l, nil
 }
 
@@ -252,8 +254,11 @@ func (l *Limiter) call(ctx context.Context, key string, n int, op Op) (Result, e
 	}
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	start := time.Now()
-	reply, reloaded, err := l.script.run(rctx, l.client, []string{l.redisKey(key)},
-		l.param, l.cap, n, l.block, modeArg[op], l.nowArg())
+	args := l.allow1
+	if n != 1 || op != OpAllow || l.now != nil {
+		args = []any{l.param, l.cap, n, l.block, modeArg[op], l.nowArg()}
+	}
+	reply, reloaded, err := l.script.run(rctx, l.client, []string{l.redisKey(key)}, args...)
 	took := time.Since(start)
 	cancel()
 	var res Result

@@ -1,0 +1,85 @@
+package ratelimit
+
+import (
+	"context"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seed68425060/ratelimit/internal/redistest"
+)
+
+// Benchmarks on a real redis-server started for the run: latency figures come
+// only from these. The miniredis ones show Go overhead only.
+
+func benchLimiter(b *testing.B, c redis.Scripter, alg Algorithm) *Limiter {
+	return mustNew(b, c, Config{Name: "bench-" + alg.String(), Algorithm: alg, Limit: 1_000_000, Period: time.Minute})
+}
+
+func BenchmarkAllow(b *testing.B) {
+	s := redistest.Start(b)
+	for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
+		b.Run(alg.String()+"/serial", func(b *testing.B) {
+			l := benchLimiter(b, s.Client(b), alg)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := l.Allow(ctx, "203.0.113.7"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(alg.String()+"/parallel", func(b *testing.B) {
+			c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, ContextTimeoutEnabled: true, PoolSize: 64})
+			defer c.Close()
+			l := benchLimiter(b, c, alg)
+			var id atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			b.RunParallel(func(pb *testing.PB) {
+				key := "10.0.0." + strconv.FormatInt(id.Add(1), 10)
+				ctx := context.Background()
+				for pb.Next() {
+					if _, err := l.Allow(ctx, key); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkAllowMiniredis(b *testing.B) {
+	mr := miniredis.RunT(b)
+	c := redis.NewClient(redistest.Options(mr.Addr()))
+	defer c.Close()
+	l := benchLimiter(b, c, TokenBucket)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := l.Allow(ctx, "203.0.113.7"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkRedisKey(b *testing.B) {
+	l := mustNew(b, &fakeScripter{}, Config{Name: "bench", Limit: 1, Period: time.Second})
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = l.redisKey("203.0.113.7")
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := decode(okReply); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
