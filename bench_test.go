@@ -53,6 +53,10 @@ func BenchmarkAllow(b *testing.B) {
 	}
 }
 
+func startBenchRedis(b *testing.B) *redis.Client {
+	return redistest.Start(b).Client(b)
+}
+
 func BenchmarkAllowMiniredis(b *testing.B) {
 	mr := miniredis.RunT(b)
 	c := redis.NewClient(redistest.Options(mr.Addr()))

@@ -254,13 +254,23 @@ func (l *Limiter) call(ctx context.Context, key string, n int, op Op) (Result, e
 	}
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	start := time.Now()
-	args := l.allow1
-	if n != 1 || op != OpAllow || l.now != nil {
-		args = []any{l.param, l.cap, n, l.block, modeArg[op], l.nowArg()}
-	}
-	reply, reloaded, err := l.script.run(rctx, l.client, []string{l.redisKey(key)}, args...)
+	reply, reloaded, err := l.script.run(rctx, l.client, []string{l.redisKey(key)}, l.args(n, op)...)
 	took := time.Since(start)
 	cancel()
+	return l.finish(ctx, op, reply, err, reloaded, took)
+}
+
+// args are the scripts' ARGV for a call (see the contract atop each .lua).
+func (l *Limiter) args(n int, op Op) []any {
+	if n == 1 && op == OpAllow && l.now == nil {
+		return l.allow1
+	}
+	return []any{l.param, l.cap, n, l.block, modeArg[op], l.nowArg()}
+}
+
+// finish decodes a script reply, applies the failure policy and tells the
+// observer. ctx is the caller's context.
+func (l *Limiter) finish(ctx context.Context, op Op, reply any, err error, reloaded bool, took time.Duration) (Result, error) {
 	var res Result
 	lockStarted := false
 	if err == nil {

@@ -1,0 +1,161 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Request is one call of a batch: AllowN(ctx, Key, N) on Limiter.
+type Request struct {
+	Limiter *Limiter
+	Key     string
+	// N is the cost; zero means 1 (use Peek for a call that consumes nothing).
+	N int
+}
+
+// pipeliner is what go-redis clients (Client, ClusterClient, Ring) offer for
+// pipelines.
+type pipeliner interface {
+	Pipeline() redis.Pipeliner
+}
+
+// AllowAll makes the decision of every request, sending the calls of limiters
+// that share a client in one pipeline: one round trip per Redis node instead of
+// one per request (a login checks per-IP, per-user and per-pair limits at once,
+// say). Each decision is made and applied on its own, exactly as AllowN would:
+// the batch is not all-or-nothing, since the keys may live on different Cluster
+// nodes. To undo the admitted ones when one is denied, Refund them.
+//
+// results[i] answers reqs[i]. errs is nil when every request was decided;
+// otherwise errs[i] is AllowN's error for reqs[i] (nil for those decided, and
+// each limiter's OnFailure applies to its own requests). A bad cost fails only
+// its own request, before any Redis call.
+//
+// In a pipeline a NOSCRIPT cannot be retried in place, and Redis runs the
+// commands after it anyway: AllowAll sends EVALSHA for all, then EVAL in a
+// second pipeline for exactly those that Redis answered NOSCRIPT, which never
+// ran. No request is ever run twice. Limiters whose client has no Pipeline
+// method are called one by one.
+func AllowAll(ctx context.Context, reqs ...Request) (results []Result, errs []error) {
+	results = make([]Result, len(reqs))
+	items := make([]batchItem, len(reqs))
+	var failed bool
+	for i, r := range reqs {
+		n := r.N
+		if n == 0 {
+			n = 1
+		}
+		items[i] = batchItem{l: r.Limiter, key: r.Key, n: n}
+		if r.Limiter == nil {
+			items[i].err = fmt.Errorf("ratelimit: AllowAll: request %d has no Limiter: %w", i, ErrInvalidConfig)
+		} else if n < 0 || n > r.Limiter.maxCost {
+			items[i].err = fmt.Errorf("ratelimit: %s: cost n = %d, must be between 0 and Burst (%d): %w", r.Limiter.cfg.Name, n, r.Limiter.maxCost, ErrInvalidCost)
+		}
+	}
+	// Group the valid requests by client; each group is one pipeline.
+	done := make([]bool, len(reqs))
+	for i := range items {
+		if done[i] || items[i].err != nil {
+			continue
+		}
+		group := []*batchItem{&items[i]}
+		done[i] = true
+		for j := i + 1; j < len(items); j++ {
+			if !done[j] && items[j].err == nil && sameClient(items[i].l.client, items[j].l.client) {
+				group = append(group, &items[j])
+				done[j] = true
+			}
+		}
+		runGroup(ctx, group)
+	}
+	for i := range items {
+		results[i] = items[i].res
+		failed = failed || items[i].err != nil
+	}
+	if !failed {
+		return results, nil
+	}
+	errs = make([]error, len(reqs))
+	for i := range items {
+		errs[i] = items[i].err
+	}
+	return results, errs
+}
+
+// batchItem is one request of a batch and, after it ran, its answer.
+type batchItem struct {
+	l   *Limiter
+	key string
+	n   int
+
+	res Result
+	err error
+}
+
+// runGroup decides a group of requests whose limiters share one client.
+func runGroup(ctx context.Context, group []*batchItem) {
+	client := group[0].l.client
+	p, ok := client.(pipeliner)
+	if !ok || len(group) == 1 {
+		for _, it := range group {
+			it.res, it.err = it.l.AllowN(ctx, it.key, it.n)
+		}
+		return
+	}
+	if err := ctx.Err(); err != nil {
+		for _, it := range group {
+			it.err = err
+		}
+		return
+	}
+	timeout := group[0].l.cfg.Timeout
+	for _, it := range group[1:] {
+		timeout = min(timeout, it.l.cfg.Timeout)
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	start := time.Now()
+	cmds := make([]*redis.Cmd, len(group))
+	keys := make([][]string, len(group))
+	pipe := p.Pipeline()
+	for i, it := range group {
+		keys[i] = []string{it.l.redisKey(it.key)}
+		if sha := it.l.script.digest(rctx, client); sha != "" {
+			cmds[i] = pipe.EvalSha(rctx, sha, keys[i], it.l.args(it.n, OpAllow)...)
+		} else {
+			cmds[i] = pipe.Eval(rctx, it.l.script.src, keys[i], it.l.args(it.n, OpAllow)...)
+		}
+	}
+	_, _ = pipe.Exec(rctx) // each command carries its own error
+	reloaded := make([]bool, len(group))
+	var again redis.Pipeliner
+	for i, c := range cmds {
+		if err := c.Err(); err != nil && isNoScript(err) {
+			// This EVALSHA never ran: send the script itself.
+			if again == nil {
+				again = p.Pipeline()
+			}
+			reloaded[i] = true
+			cmds[i] = again.Eval(rctx, group[i].l.script.src, keys[i], group[i].l.args(group[i].n, OpAllow)...)
+		}
+	}
+	if again != nil {
+		_, _ = again.Exec(rctx)
+	}
+	took := time.Since(start)
+	for i, it := range group {
+		reply, err := cmds[i].Result()
+		it.res, it.err = it.l.finish(ctx, OpAllow, reply, err, reloaded[i], took)
+	}
+}
+
+// sameClient reports whether a and b are the same client value.
+func sameClient(a, b redis.Scripter) bool {
+	t := reflect.TypeOf(a)
+	return t == reflect.TypeOf(b) && t.Comparable() && a == b
+}
