@@ -102,7 +102,8 @@ func runGroup(ctx context.Context, group []*batchItem) {
 	p, ok := client.(pipeliner)
 	if !ok || len(group) == 1 {
 		for _, it := range group {
-			it.res, it.err = it.l.AllowN(ctx, it.key, it.n)
+			// Not AllowN: a coalesced call must not be queued again.
+			it.res, it.err = it.l.call(ctx, it.key, it.n, OpAllow)
 		}
 		return
 	}

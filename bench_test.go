@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -85,5 +86,30 @@ func BenchmarkDecode(b *testing.B) {
 		if _, _, err := decode(okReply); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkPipeline compares 64 goroutines on many keys with and without
+// automatic pipelining, on one client.
+func BenchmarkPipeline(b *testing.B) {
+	s := redistest.Start(b)
+	for _, inFlight := range []int{0, 1, 2, 4, 8} {
+		b.Run(fmt.Sprintf("inflight=%d", inFlight), func(b *testing.B) {
+			c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, ContextTimeoutEnabled: true, PoolSize: 64})
+			defer c.Close()
+			l := mustNew(b, c, Config{Name: "pipe", Limit: 1_000_000, Period: time.Minute, Pipeline: inFlight})
+			var id atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(32) // 64 goroutines on 2 cores
+			b.RunParallel(func(pb *testing.PB) {
+				key := "10.0.0." + strconv.FormatInt(id.Add(1), 10)
+				ctx := context.Background()
+				for pb.Next() {
+					if _, err := l.Allow(ctx, key); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		})
 	}
 }

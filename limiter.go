@@ -75,6 +75,7 @@ type Limiter struct {
 	block   any   // ARGV[4]: BlockFor in µs, rounded up
 	allow1  []any // ARGV for Allow: boxed once, shared read-only by every call
 	maxCost int
+	co      *coalescer // nil unless Config.Pipeline
 
 	now func() int64 // tests: fixed script time in µs; nil uses Redis TIME
 }
@@ -120,6 +121,11 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 		l.param = strconv.FormatInt(intervalMicros(cfg.Limit, cfg.Period), 10)
 	}
 	l.allow1 = []any{l.param, l.cap, "1", l.block, modeArg[OpAllow], ""}
+	if cfg.Pipeline > 0 {
+		if _, ok := client.(pipeliner); ok {
+			l.co = &coalescer{l: l, maxInFlight: cfg.Pipeline}
+		}
+	}
 	return l, nil
 }
 
@@ -143,11 +149,13 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 	if n < 0 || n > l.maxCost {
 		return Result{}, fmt.Errorf("ratelimit: %s: cost n = %d, must be between 0 and Burst (%d): %w", l.cfg.Name, n, l.maxCost, ErrInvalidCost)
 	}
-	op := OpAllow
 	if n == 0 {
-		op = OpPeek
+		return l.call(ctx, key, n, OpPeek)
 	}
-	return l.call(ctx, key, n, op)
+	if l.co != nil && l.now == nil {
+		return l.co.allow(ctx, key, n)
+	}
+	return l.call(ctx, key, n, OpAllow)
 }
 
 // Peek reports what Allow would answer now for key without consuming anything

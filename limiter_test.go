@@ -263,12 +263,13 @@ func TestExactness(t *testing.T) {
 	const clients, workers, calls = 4, 16, 10
 	for _, b := range realBackends(t) {
 		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
-			for _, block := range []time.Duration{0, time.Hour} {
-				t.Run(fmt.Sprintf("%s/%s/block=%v", b.name, alg, block), func(t *testing.T) {
-					cfg := Config{Name: "exact-" + alg.String(), Algorithm: alg, Limit: 97, Period: 24 * time.Hour, BlockFor: block}
-					if block > 0 {
-						cfg.Name += "-block"
-					}
+			for _, v := range []struct {
+				block    time.Duration
+				pipeline int
+			}{{0, 0}, {time.Hour, 0}, {0, 2}, {time.Hour, 2}} {
+				block := v.block
+				t.Run(fmt.Sprintf("%s/%s/block=%v/pipeline=%d", b.name, alg, block, v.pipeline), func(t *testing.T) {
+					cfg := Config{Name: fmt.Sprintf("exact-%s-%d-%d", alg, block/time.Hour, v.pipeline), Algorithm: alg, Limit: 97, Period: 24 * time.Hour, BlockFor: block, Pipeline: v.pipeline}
 					var allowed, lockedSeen atomic.Int64
 					var firstDenial atomic.Int64 // admission index after which no admission may follow
 					var seq atomic.Int64
