@@ -1,0 +1,599 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/seed68425060/ratelimit"
+)
+
+// Response header names the middleware writes. net/http sends them in canonical
+// form ("Ratelimit-Policy", "X-Ratelimit-Limit"); field names are
+// case-insensitive (RFC 9110 §5.1).
+const (
+	// HeaderRateLimitPolicy is the IETF draft's policy field (HeadersDraft).
+	HeaderRateLimitPolicy = "RateLimit-Policy"
+	// HeaderRateLimit is the IETF draft's current-limit field (HeadersDraft).
+	HeaderRateLimit = "RateLimit"
+	// HeaderXRateLimitLimit is the legacy quota header (HeadersLegacy).
+	HeaderXRateLimitLimit = "X-RateLimit-Limit"
+	// HeaderXRateLimitRemaining is the legacy remaining header (HeadersLegacy).
+	HeaderXRateLimitRemaining = "X-RateLimit-Remaining"
+	// HeaderXRateLimitReset is the legacy reset header (HeadersLegacy): delta
+	// seconds, not a Unix time.
+	HeaderXRateLimitReset = "X-RateLimit-Reset"
+	// HeaderRetryAfter is written on denied and unavailable responses, in whole
+	// seconds rounded up.
+	HeaderRetryAfter = "Retry-After"
+)
+
+// Canonical forms of the header names, to set them without canonicalising (and
+// allocating) on every request.
+var (
+	canonRateLimitPolicy     = http.CanonicalHeaderKey(HeaderRateLimitPolicy)
+	canonRateLimit           = http.CanonicalHeaderKey(HeaderRateLimit)
+	canonXRateLimitLimit     = http.CanonicalHeaderKey(HeaderXRateLimitLimit)
+	canonXRateLimitRemaining = http.CanonicalHeaderKey(HeaderXRateLimitRemaining)
+	canonXRateLimitReset     = http.CanonicalHeaderKey(HeaderXRateLimitReset)
+	canonRetryAfter          = http.CanonicalHeaderKey(HeaderRetryAfter)
+)
+
+// oneValue is a header value list of v, as http.Header.Set stores it.
+func oneValue(v string) []string { return []string{v} }
+
+// ProblemTypeQuotaExceeded is the problem type (RFC 9457) of the default denied
+// response in application/problem+json, from draft-ietf-httpapi-ratelimit-headers.
+const ProblemTypeQuotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exceeded"
+
+// ErrorPolicy says what the middleware answers when a limiter returns an error
+// (Redis down or slow, a bad reply, an invalid cost): no decision was made. It
+// has no default: the zero value is invalid and New rejects it.
+type ErrorPolicy uint8
+
+// Error policies.
+const (
+	// FailOpen serves the request as if that limiter had admitted it, and goes
+	// on with the next limiter. Availability over protection: use it for API
+	// routes where an outage of Redis must not become an outage of the API.
+	FailOpen ErrorPolicy = iota + 1
+	// FailClosed refuses the request with Config.Unavailable (by default 503
+	// Service Unavailable with Retry-After: 1) and gives back what earlier
+	// limiters took. Protection over availability: use it for login and other
+	// routes where an unlimited attacker does more harm than an outage.
+	FailClosed
+)
+
+// String returns "open" or "closed".
+func (p ErrorPolicy) String() string {
+	switch p {
+	case FailOpen:
+		return "open"
+	case FailClosed:
+		return "closed"
+	}
+	return fmt.Sprintf("ErrorPolicy(%d)", uint8(p))
+}
+
+// HeaderMode selects the rate-limit headers written on every limited response.
+// The zero value is HeadersDraft.
+type HeaderMode uint8
+
+// Header modes.
+const (
+	// HeadersDraft writes the structured fields of the IETF draft
+	// draft-ietf-httpapi-ratelimit-headers (revisions -09 to -11):
+	//
+	//	RateLimit-Policy: "<name>";q=<quota>;w=<window>
+	//	RateLimit: "<name>";r=<remaining>;t=<reset>
+	//
+	// one list item per limiter. RateLimit-Policy lists every limiter of the
+	// middleware, in order, on every response. RateLimit lists, in order, the
+	// limiters that decided this request (on a denial: those up to and including
+	// the one that denied; a limiter that failed is left out). <name> is
+	// ratelimit.Config.Name, quota is Config.Burst (the most a client can spend
+	// at once), window is Config.Period in whole seconds rounded up (at least 1),
+	// remaining is Result.Remaining, and reset is Result.ResetAfter (admitted) or
+	// Result.RetryAfter (denied) in whole seconds rounded up.
+	HeadersDraft HeaderMode = iota
+	// HeadersLegacy writes X-RateLimit-Limit (quota), X-RateLimit-Remaining and
+	// X-RateLimit-Reset, with the meanings of HeadersDraft. X-RateLimit-Reset is
+	// delta seconds until reset, NOT a Unix time as GitHub sends. These headers
+	// hold one value, so with several limiters they describe the most
+	// restrictive one: the one that denied, otherwise the one with the least
+	// remaining (on a tie, the longest reset).
+	HeadersLegacy
+	// HeadersNone writes no rate-limit headers (Retry-After is still written on
+	// denials). Use it for login and similar routes, where the budget left
+	// tells an attacker how fast it may guess.
+	HeadersNone
+)
+
+// String returns "draft", "legacy" or "none".
+func (m HeaderMode) String() string {
+	switch m {
+	case HeadersDraft:
+		return "draft"
+	case HeadersLegacy:
+		return "legacy"
+	case HeadersNone:
+		return "none"
+	}
+	return fmt.Sprintf("HeaderMode(%d)", uint8(m))
+}
+
+// KeyFunc returns the rate-limit key of a request. An error means no key could
+// be found; the middleware then applies Config.OnError.
+type KeyFunc func(*http.Request) (string, error)
+
+// Config configures a Middleware. New copies it; changing it later has no effect.
+type Config struct {
+	// Limiters are checked for every request, in order, with the same cost.
+	// The first one that denies stops the check: later limiters are not
+	// consulted (nothing is taken from them), and every earlier limiter that
+	// admitted the request gets its cost back (ratelimit.Limiter.Refund), so a
+	// denied request costs nothing. Put the cheapest-to-exhaust, most specific
+	// limiter first (per client, then global). Required: at least one, no nil
+	// and no two with the same Config.Name.
+	//
+	// Each limiter's own ratelimit.Config.OnFailure decides first: with FailOpen
+	// or FailClosed there the limiter returns no error, and the middleware treats
+	// ratelimit.OutcomeFailedOpen as admitted and ratelimit.OutcomeFailedClosed
+	// like an error under FailClosed. Leave it at FailError to let OnError decide.
+	Limiters []*ratelimit.Limiter
+
+	// KeyFunc returns the key under which every limiter counts the request. If
+	// nil, it is the client address from a ClientIP built from TrustedProxies,
+	// ProxyHeader, IPv6Prefix and IPv4Prefix (see ClientIP.Key); those four fields are
+	// unused when KeyFunc is set.
+	KeyFunc KeyFunc
+
+	// Keys overrides KeyFunc for single limiters, by their Config.Name: for a
+	// global limiter, say, Keys: map[string]KeyFunc{"global": ConstantKey("all")}.
+	// Every name must be one of Limiters. If nil, every limiter uses KeyFunc.
+	Keys map[string]KeyFunc
+
+	// Cost returns the units a request takes from every limiter. If nil, every
+	// request costs 1. A cost of 0 only checks (nothing is taken). A cost below 0
+	// or above a limiter's Burst makes that limiter return
+	// ratelimit.ErrInvalidCost, and OnError applies.
+	Cost func(*http.Request) int
+
+	// Denied answers a request that a limiter denied. The middleware has already
+	// set Retry-After and the rate-limit headers; DenialFrom(r.Context()) tells
+	// which limiter denied. If nil, it is the default: status 429, and a short
+	// body, "429 Too Many Requests" in text/plain, or, when the request's Accept
+	// header names application/problem+json, a problem detail (RFC 9457) of type
+	// ProblemTypeQuotaExceeded with the "violated-policies" member.
+	Denied http.Handler
+
+	// Unavailable answers a request refused under FailClosed because a limiter
+	// could not decide. The middleware has already set Retry-After. If nil, it
+	// is status 503 Service Unavailable with a short text/plain body: the server
+	// cannot serve the request right now, which is not the client's fault (so
+	// not 429). It writes no rate-limit headers: there is nothing to report.
+	Unavailable http.Handler
+
+	// OnError says what to do when a limiter returns an error. Required: New
+	// returns an error if it is not FailOpen or FailClosed, so every deployment
+	// states its choice. A request whose own context has ended (the client went
+	// away, a server deadline passed) is answered like FailClosed whatever
+	// OnError says, and is not reported to Observer: Redis did not fail.
+	OnError ErrorPolicy
+
+	// Headers selects the rate-limit response headers. The zero value is
+	// HeadersDraft. Use HeadersNone on login routes.
+	Headers HeaderMode
+
+	// Skip, if not nil, is called first; when it returns true the request goes
+	// to the next handler unlimited and without rate-limit headers (health
+	// checks, allow-listed clients).
+	Skip func(*http.Request) bool
+
+	// Observer, if not nil, receives an Event each time OnError applied: for
+	// every limiter that could not decide (its key function or AllowN returned
+	// an error), an Event with its Name and Algorithm,
+	// Op ratelimit.OpAllow, Err the error, and Outcome
+	// ratelimit.OutcomeFailedOpen or ratelimit.OutcomeFailedClosed. (The limiter's
+	// own Observer has seen the call as ratelimit.OutcomeError.) Pass the same
+	// metrics Collector to count requests served or refused during an outage.
+	Observer ratelimit.Observer
+
+	// TrustedProxies, ProxyHeader, IPv6Prefix and IPv4Prefix configure the
+	// default KeyFunc; see the ClientIP fields TrustedProxies, Header, IPv6Prefix
+	// and IPv4Prefix. Empty TrustedProxies (the default) ignore proxy headers:
+	// right for a server that clients reach directly, and the only safe choice
+	// unless every request passes through proxies you run. IPv6Prefix 0 means
+	// 64; IPv4Prefix 0 means 32.
+	TrustedProxies []netip.Prefix
+	ProxyHeader    string
+	IPv6Prefix     int
+	IPv4Prefix     int
+}
+
+// Middleware rate-limits HTTP requests. It is safe for concurrent use. Create it
+// with New.
+type Middleware struct {
+	limiters    []*ratelimit.Limiter
+	key         KeyFunc   // the shared KeyFunc
+	keys        []KeyFunc // per limiter: an override from Config.Keys, or nil for key
+	quota       []string  // per limiter: strconv of Burst
+	window      []string  // per limiter: Period in seconds, rounded up
+	names       []string  // per limiter
+	policy      string    // RateLimit-Policy value
+	cost        func(*http.Request) int
+	denied      http.Handler
+	unavailable http.Handler
+	onError     ErrorPolicy
+	headers     HeaderMode
+	skip        func(*http.Request) bool
+	observer    ratelimit.Observer
+}
+
+// ConstantKey returns a KeyFunc that returns key for every request, for a limiter
+// shared by all clients.
+func ConstantKey(key string) KeyFunc {
+	return func(*http.Request) (string, error) { return key, nil }
+}
+
+// New checks cfg and returns a Middleware. Every problem is reported at once,
+// each naming the Config field and wrapping ratelimit.ErrInvalidConfig.
+func New(cfg Config) (*Middleware, error) {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("middleware: "+format+": %w", append(args, ratelimit.ErrInvalidConfig)...))
+	}
+	if len(cfg.Limiters) == 0 {
+		bad("Config.Limiters is empty, need at least one limiter")
+	}
+	seen := make(map[string]bool, len(cfg.Limiters))
+	for i, l := range cfg.Limiters {
+		if l == nil {
+			bad("Config.Limiters[%d] is nil", i)
+			continue
+		}
+		name := l.Config().Name
+		if seen[name] {
+			bad("Config.Limiters[%d] has Name %q like an earlier limiter, names must differ", i, name)
+		}
+		seen[name] = true
+	}
+	for name, f := range cfg.Keys {
+		if !seen[name] {
+			bad("Config.Keys[%q] names no limiter in Config.Limiters", name)
+		}
+		if f == nil {
+			bad("Config.Keys[%q] is nil", name)
+		}
+	}
+	if cfg.OnError != FailOpen && cfg.OnError != FailClosed {
+		bad("Config.OnError = %d, must be FailOpen or FailClosed (there is no default)", uint8(cfg.OnError))
+	}
+	if cfg.Headers > HeadersNone {
+		bad("Config.Headers = %d, must be HeadersDraft, HeadersLegacy or HeadersNone", uint8(cfg.Headers))
+	}
+	for i, p := range cfg.TrustedProxies {
+		if !p.IsValid() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+			bad("Config.TrustedProxies[%d] = %v, must be a valid prefix without zone (IPv4 as IPv4, not ::ffff:)", i, p)
+		}
+	}
+	switch cfg.ProxyHeader {
+	case "", HeaderXForwardedFor, HeaderForwarded:
+	default:
+		bad("Config.ProxyHeader = %q, must be %q or %q", cfg.ProxyHeader, HeaderXForwardedFor, HeaderForwarded)
+	}
+	if cfg.IPv6Prefix < 0 || cfg.IPv6Prefix > 128 {
+		bad("Config.IPv6Prefix = %d, must be between 1 and 128 (0 means 64)", cfg.IPv6Prefix)
+	}
+	if cfg.IPv4Prefix < 0 || cfg.IPv4Prefix > 32 {
+		bad("Config.IPv4Prefix = %d, must be between 1 and 32 (0 means 32)", cfg.IPv4Prefix)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	m := &Middleware{
+		limiters:    append([]*ratelimit.Limiter(nil), cfg.Limiters...),
+		cost:        cfg.Cost,
+		denied:      cfg.Denied,
+		unavailable: cfg.Unavailable,
+		onError:     cfg.OnError,
+		headers:     cfg.Headers,
+		skip:        cfg.Skip,
+		observer:    cfg.Observer,
+	}
+	if m.denied == nil {
+		m.denied = http.HandlerFunc(defaultDenied)
+	}
+	if m.unavailable == nil {
+		m.unavailable = http.HandlerFunc(defaultUnavailable)
+	}
+	key := cfg.KeyFunc
+	if key == nil {
+		c := &ClientIP{
+			TrustedProxies: append([]netip.Prefix(nil), cfg.TrustedProxies...),
+			Header:         cfg.ProxyHeader,
+			IPv6Prefix:     cfg.IPv6Prefix,
+			IPv4Prefix:     cfg.IPv4Prefix,
+		}
+		key = func(r *http.Request) (string, error) { return c.Key(r), nil }
+	}
+	m.key = key
+	var policy []string
+	for _, l := range m.limiters {
+		lc := l.Config()
+		m.keys = append(m.keys, cfg.Keys[lc.Name])
+		m.names = append(m.names, lc.Name)
+		m.quota = append(m.quota, strconv.Itoa(lc.Burst))
+		m.window = append(m.window, strconv.FormatInt(ceilSeconds(lc.Period, 1), 10))
+		policy = append(policy, strconv.Quote(lc.Name)+";q="+m.quota[len(m.quota)-1]+";w="+m.window[len(m.window)-1])
+	}
+	m.policy = strings.Join(policy, ", ")
+	return m, nil
+}
+
+// Denial describes why the middleware denied a request, for a custom
+// Config.Denied handler.
+type Denial struct {
+	// Limiter is the Config.Name of the limiter that denied.
+	Limiter string
+	// Result is that limiter's Result.
+	Result ratelimit.Result
+}
+
+type denialKey struct{}
+
+// DenialFrom returns the Denial that the middleware stored in the context of a
+// request it passes to Config.Denied, and reports whether there was one.
+func DenialFrom(ctx context.Context) (Denial, bool) {
+	d, ok := ctx.Value(denialKey{}).(Denial)
+	return d, ok
+}
+
+// decision is one limiter's answer for one request.
+type decision struct {
+	idx int
+	key string
+	res ratelimit.Result
+}
+
+// maxInline is how many decisions Handler keeps on the stack.
+const maxInline = 4
+
+// Handler returns a handler that rate-limits requests and passes the admitted
+// ones to next. Its method value fits func(http.Handler) http.Handler chains.
+func (m *Middleware) Handler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m.skip != nil && m.skip(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		cost := 1
+		if m.cost != nil {
+			cost = m.cost(r)
+		}
+		ctx := r.Context()
+		var buf [maxInline]decision
+		taken := buf[:0] // limiters that decided, in order
+		var shared string
+		var sharedErr error
+		sharedDone := false
+		for i, l := range m.limiters {
+			var key string
+			var err error
+			if f := m.keys[i]; f != nil {
+				key, err = f(r)
+			} else {
+				if !sharedDone {
+					shared, sharedErr = m.key(r)
+					sharedDone = true
+				}
+				key, err = shared, sharedErr
+			}
+			var res ratelimit.Result
+			if err == nil {
+				res, err = l.AllowN(ctx, key, cost)
+			}
+			if err != nil {
+				if ctx.Err() != nil {
+					// The request itself ended (client gone, deadline): no Redis
+					// failure to report, and no point in serving it.
+					m.refund(ctx, taken, cost)
+					m.refuse(w, r, 0)
+					return
+				}
+				if m.onError == FailOpen {
+					m.observe(i, ratelimit.OutcomeFailedOpen, err)
+					continue
+				}
+				m.observe(i, ratelimit.OutcomeFailedClosed, err)
+				m.refund(ctx, taken, cost)
+				m.refuse(w, r, 0)
+				return
+			}
+			switch res.Outcome {
+			case ratelimit.OutcomeFailedOpen:
+				continue // the limiter's own policy; it has told its observer
+			case ratelimit.OutcomeFailedClosed:
+				m.refund(ctx, taken, cost)
+				m.refuse(w, r, res.RetryAfter)
+				return
+			}
+			taken = append(taken, decision{idx: i, key: key, res: res})
+			if !res.Allowed {
+				m.refund(ctx, taken[:len(taken)-1], cost)
+				m.deny(w, r, taken)
+				return
+			}
+		}
+		m.writeHeaders(w.Header(), taken, -1)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// observe reports that OnError applied to limiter i.
+func (m *Middleware) observe(i int, o ratelimit.Outcome, err error) {
+	if m.observer == nil {
+		return
+	}
+	lc := m.limiters[i].Config()
+	m.observer.Observe(ratelimit.Event{Limiter: lc.Name, Algorithm: lc.Algorithm, Outcome: o, Op: ratelimit.OpAllow, Err: err})
+}
+
+// refund gives back cost to every limiter in taken that admitted the request.
+// It runs even if the request's context has ended, since the units were taken.
+// A failed refund is reported to the limiter's Observer and otherwise ignored.
+func (m *Middleware) refund(ctx context.Context, taken []decision, cost int) {
+	if cost <= 0 {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	for _, d := range taken {
+		if d.res.Outcome == ratelimit.OutcomeAllowed {
+			_, _ = m.limiters[d.idx].Refund(ctx, d.key, cost)
+		}
+	}
+}
+
+// refuse answers under FailClosed, with Retry-After retry rounded up, at least 1s.
+func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, retry time.Duration) {
+	w.Header()[canonRetryAfter] = oneValue(strconv.FormatInt(ceilSeconds(retry, 1), 10))
+	m.unavailable.ServeHTTP(w, r)
+}
+
+// deny answers a denial by the last limiter in taken.
+func (m *Middleware) deny(w http.ResponseWriter, r *http.Request, taken []decision) {
+	d := taken[len(taken)-1]
+	h := w.Header()
+	h[canonRetryAfter] = oneValue(strconv.FormatInt(ceilSeconds(d.res.RetryAfter, 1), 10))
+	m.writeHeaders(h, taken, len(taken)-1)
+	ctx := context.WithValue(r.Context(), denialKey{}, Denial{Limiter: m.names[d.idx], Result: d.res})
+	m.denied.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// writeHeaders writes the rate-limit headers for the decisions in taken; denied
+// is the index in taken of the denying decision, or -1.
+func (m *Middleware) writeHeaders(h http.Header, taken []decision, denied int) {
+	if len(taken) == 0 {
+		return
+	}
+	switch m.headers {
+	case HeadersDraft:
+		h[canonRateLimitPolicy] = oneValue(m.policy)
+		var b strings.Builder
+		for j, d := range taken {
+			if j > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(strconv.Quote(m.names[d.idx]))
+			b.WriteString(";r=")
+			b.WriteString(strconv.Itoa(d.res.Remaining))
+			b.WriteString(";t=")
+			b.WriteString(strconv.FormatInt(resetSeconds(d.res), 10))
+		}
+		h[canonRateLimit] = oneValue(b.String())
+	case HeadersLegacy:
+		best := denied
+		if best < 0 {
+			best = 0
+			for j, d := range taken[1:] {
+				b := taken[best].res
+				if d.res.Remaining < b.Remaining || d.res.Remaining == b.Remaining && resetSeconds(d.res) > resetSeconds(b) {
+					best = j + 1
+				}
+			}
+		}
+		d := taken[best]
+		h[canonXRateLimitLimit] = oneValue(m.quota[d.idx])
+		h[canonXRateLimitRemaining] = oneValue(strconv.Itoa(d.res.Remaining))
+		h[canonXRateLimitReset] = oneValue(strconv.FormatInt(resetSeconds(d.res), 10))
+	}
+}
+
+// resetSeconds is the reset of a Result in whole seconds, rounded up:
+// RetryAfter when denied, ResetAfter when admitted.
+func resetSeconds(r ratelimit.Result) int64 {
+	if !r.Allowed {
+		return ceilSeconds(r.RetryAfter, 1)
+	}
+	return ceilSeconds(r.ResetAfter, 0)
+}
+
+// ceilSeconds is d in whole seconds, rounded up, and at least lo.
+func ceilSeconds(d time.Duration, lo int64) int64 {
+	s := int64(d / time.Second)
+	if d%time.Second > 0 {
+		s++
+	}
+	if s < lo {
+		s = lo
+	}
+	return s
+}
+
+func defaultDenied(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	if acceptsProblem(r.Header.Values("Accept")) {
+		d, _ := DenialFrom(r.Context())
+		h.Set("Content-Type", "application/problem+json")
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusTooManyRequests)
+		// d.Limiter matches [a-z0-9][a-z0-9_.-]*: safe inside a JSON string.
+		fmt.Fprintf(w, `{"type":%q,"title":"Too Many Requests","status":429,"violated-policies":[%q]}`+"\n",
+			ProblemTypeQuotaExceeded, d.Limiter)
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusTooManyRequests)
+	_, _ = w.Write([]byte("429 Too Many Requests\n"))
+}
+
+func defaultUnavailable(w http.ResponseWriter, _ *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte("503 Service Unavailable\n"))
+}
+
+// acceptsProblem reports whether the Accept header lines name
+// application/problem+json with a non-zero q.
+func acceptsProblem(lines []string) bool {
+	for _, line := range lines {
+		for line != "" {
+			var elem string
+			elem, line, _ = strings.Cut(line, ",")
+			mt, params, _ := strings.Cut(elem, ";")
+			if !strings.EqualFold(strings.TrimSpace(mt), "application/problem+json") {
+				continue
+			}
+			if q, ok := qValue(params); !ok || q > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// qValue returns the q parameter among media-type parameters, if present.
+func qValue(params string) (float64, bool) {
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		name, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(strings.TrimSpace(name), "q") {
+			q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, true
+			}
+			return q, true
+		}
+	}
+	return 0, false
+}
