@@ -17,6 +17,12 @@
 // gives units back, [Limiter.Reset] clears a key and [Limiter.Wait] blocks until
 // admitted.
 //
+// # Fewer round trips
+//
+// [AllowAll] decides several limits (per IP, per user) in one pipeline, and
+// [Config.Pipeline] coalesces concurrent calls of a Limiter into pipelines.
+// Both stay correct when Redis has lost its scripts and never run a call twice.
+//
 // # Scripts
 //
 // Each call runs EVALSHA; when Redis has lost the script (restart, failover,
