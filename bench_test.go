@@ -83,7 +83,7 @@ func BenchmarkRedisKey(b *testing.B) {
 func BenchmarkDecode(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, _, err := decode(okReply); err != nil {
+		if _, err := decode(okReply); err != nil {
 			b.Fatal(err)
 		}
 	}

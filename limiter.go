@@ -56,8 +56,11 @@ type Result struct {
 	// takes to drain: callers that wait Delay before acting produce an evenly
 	// spaced flow. It is zero for the other algorithms and for denied calls.
 	Delay time.Duration
-	// Locked reports whether the key is locked out (Config.BlockFor).
+	// Locked reports whether the key is locked out (Config.BlockFor or Lock).
 	Locked bool
+	// LockStarted reports whether this call's denial started the lockout (as
+	// opposed to meeting one that an earlier call started).
+	LockStarted bool
 }
 
 // Limiter makes rate-limit decisions in Redis, atomically, so that any number
@@ -280,9 +283,8 @@ func (l *Limiter) args(n int, op Op) []any {
 // observer. ctx is the caller's context.
 func (l *Limiter) finish(ctx context.Context, op Op, reply any, err error, reloaded bool, took time.Duration) (Result, error) {
 	var res Result
-	lockStarted := false
 	if err == nil {
-		res, lockStarted, err = decode(reply)
+		res, err = decode(reply)
 	}
 	if err != nil {
 		err = fmt.Errorf("ratelimit: %s: %w", l.cfg.Name, err)
@@ -296,7 +298,7 @@ func (l *Limiter) finish(ctx context.Context, op Op, reply any, err error, reloa
 			Algorithm:      l.cfg.Algorithm,
 			Outcome:        res.Outcome,
 			Op:             op,
-			LockStarted:    lockStarted,
+			LockStarted:    res.LockStarted,
 			ScriptReloaded: reloaded,
 			Duration:       took,
 			Err:            err,
@@ -324,24 +326,25 @@ func (l *Limiter) onFailure(ctx context.Context) Result {
 }
 
 // decode checks and converts a script reply (see the contract atop each .lua).
-func decode(reply any) (Result, bool, error) {
+func decode(reply any) (Result, error) {
 	v, ok := reply.([]any)
 	if !ok || len(v) != 7 {
-		return Result{}, false, fmt.Errorf("%w: %T %v", ErrUnexpectedReply, reply, reply)
+		return Result{}, fmt.Errorf("%w: %T %v", ErrUnexpectedReply, reply, reply)
 	}
 	var f [7]int64
 	for i, x := range v {
 		if f[i], ok = x.(int64); !ok || f[i] < 0 {
-			return Result{}, false, fmt.Errorf("%w: element %d is %T %v", ErrUnexpectedReply, i, x, x)
+			return Result{}, fmt.Errorf("%w: element %d is %T %v", ErrUnexpectedReply, i, x, x)
 		}
 	}
 	r := Result{
-		Allowed:    f[0] == 1,
-		Remaining:  int(f[1]),
-		RetryAfter: time.Duration(f[2]) * time.Microsecond,
-		ResetAfter: time.Duration(f[3]) * time.Microsecond,
-		Delay:      time.Duration(f[4]) * time.Microsecond,
-		Locked:     f[5] == 1,
+		Allowed:     f[0] == 1,
+		Remaining:   int(f[1]),
+		RetryAfter:  time.Duration(f[2]) * time.Microsecond,
+		ResetAfter:  time.Duration(f[3]) * time.Microsecond,
+		Delay:       time.Duration(f[4]) * time.Microsecond,
+		Locked:      f[5] == 1,
+		LockStarted: f[6] == 1,
 	}
 	switch {
 	case r.Allowed:
@@ -351,7 +354,7 @@ func decode(reply any) (Result, bool, error) {
 	default:
 		r.Outcome = OutcomeDenied
 	}
-	return r, f[6] == 1, nil
+	return r, nil
 }
 
 // ceilMicros is d in whole microseconds, rounded up.

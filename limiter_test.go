@@ -141,10 +141,6 @@ func TestScenarios(t *testing.T) {
 func (l *Limiter) do(ctx context.Context, key string, n int, op Op) (reply, error) {
 	var r Result
 	var err error
-	var started bool
-	obs := l.cfg.Observer
-	l.cfg.Observer = ObserverFunc(func(e Event) { started = e.LockStarted })
-	defer func() { l.cfg.Observer = obs }()
 	switch op {
 	case OpAllow, OpPeek:
 		if op == OpPeek && n == 1 {
@@ -156,7 +152,7 @@ func (l *Limiter) do(ctx context.Context, key string, n int, op Op) (reply, erro
 		r, err = l.Refund(ctx, key, n)
 	}
 	return reply{
-		allowed: r.Allowed, locked: r.Locked, lockStarted: started,
+		allowed: r.Allowed, locked: r.Locked, lockStarted: r.LockStarted,
 		remaining: int64(r.Remaining), retry: int64(r.RetryAfter / time.Microsecond),
 		reset: int64(r.ResetAfter / time.Microsecond), delay: int64(r.Delay / time.Microsecond),
 	}, err
