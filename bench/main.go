@@ -1,0 +1,275 @@
+// Command bench measures this library against its Go peers on one Redis that
+// it starts itself, in one run, and writes BENCHMARKS.md and an SVG chart.
+//
+//	cd bench && go run .
+//
+// It lives in its own module so that users of the library never download the
+// peers. See -h for the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// options are the command's flags.
+type options struct {
+	Reps        int
+	Duration    time.Duration
+	Concs       []int
+	Keys        int
+	MemKeys     int
+	AllocCalls  int
+	BurstLimit  int
+	BurstG      int
+	BurstEach   int
+	Out         string
+	Chart       string
+	RedisServer string
+	Pipeline    int
+	Only        string
+	CPUProfile  string
+}
+
+func defaultOptions() options {
+	return options{
+		Reps:        5,
+		Duration:    600 * time.Millisecond,
+		Concs:       []int{1, 16, 64},
+		Keys:        10_000,
+		MemKeys:     10_000,
+		AllocCalls:  2000,
+		BurstLimit:  100,
+		BurstG:      64,
+		BurstEach:   10,
+		Out:         "../BENCHMARKS.md",
+		Chart:       "chart.svg",
+		RedisServer: "redis-server",
+		Pipeline:    8,
+	}
+}
+
+func main() {
+	o := defaultOptions()
+	concs := "1,16,64"
+	flag.IntVar(&o.Reps, "reps", o.Reps, "repetitions of every timed cell (the median is shown)")
+	flag.DurationVar(&o.Duration, "duration", o.Duration, "length of one timed cell")
+	flag.StringVar(&concs, "conc", concs, "comma-separated goroutine counts")
+	flag.IntVar(&o.Keys, "keys", o.Keys, "number of distinct keys in the many-keys cells")
+	flag.IntVar(&o.MemKeys, "memkeys", o.MemKeys, "keys written to measure the used_memory delta")
+	flag.IntVar(&o.AllocCalls, "alloccalls", o.AllocCalls, "sequential decisions over which allocations are counted")
+	flag.IntVar(&o.BurstLimit, "burst-limit", o.BurstLimit, "limit (per hour) in the hot-key burst exactness test")
+	flag.IntVar(&o.BurstG, "burst-goroutines", o.BurstG, "goroutines in the hot-key burst")
+	flag.IntVar(&o.BurstEach, "burst-attempts", o.BurstEach, "calls per goroutine in the hot-key burst")
+	flag.StringVar(&o.Out, "out", o.Out, "Markdown report to write (empty: stdout only)")
+	flag.StringVar(&o.Chart, "chart", o.Chart, "SVG chart to write (empty: none)")
+	flag.StringVar(&o.RedisServer, "redis-server", o.RedisServer, "redis-server binary")
+	flag.IntVar(&o.Pipeline, "pipeline", o.Pipeline, "if > 0 and the library has Config.Pipeline (int), also measure the token bucket with that setting")
+	flag.StringVar(&o.Only, "only", o.Only, "comma-separated substrings: measure only subjects whose name contains one")
+	flag.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write a CPU profile of the timed cells to this file")
+	flag.Parse()
+	var err error
+	if o.Concs, err = parseInts(concs); err != nil {
+		fmt.Fprintln(os.Stderr, "bench: -conc:", err)
+		os.Exit(2)
+	}
+	cmd := "cd bench && go run ."
+	if len(os.Args) > 1 {
+		cmd += " " + strings.Join(os.Args[1:], " ")
+	}
+	if err := run(context.Background(), o, cmd, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// run starts a redis-server, measures every subject, and writes the report.
+func run(ctx context.Context, o options, command string, progress io.Writer) error {
+	srv, err := startServer(o.RedisServer)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	rep, err := measureAll(ctx, o, srv.Addr, progress)
+	if err != nil {
+		return err
+	}
+	rep.Command = command
+	rep.Started = time.Now().UTC()
+	if o.Chart != "" {
+		if err := os.WriteFile(o.Chart, []byte(rep.chartSVG()), 0o644); err != nil {
+			return err
+		}
+	}
+	md := rep.markdown(o)
+	if o.Out == "" {
+		_, err := io.WriteString(os.Stdout, md)
+		return err
+	}
+	return os.WriteFile(o.Out, []byte(md), 0o644)
+}
+
+// measureAll runs every measurement on the server at addr.
+func measureAll(ctx context.Context, o options, addr string, progress io.Writer) (*report, error) {
+	maxConc := 1
+	for _, c := range o.Concs {
+		maxConc = max(maxConc, c)
+	}
+	client := newClient(addr, 2*maxConc)
+	defer client.Close()
+	admin := newClient(addr, 2)
+	defer admin.Close()
+	rt := &rtCounter{}
+	counting := newClient(addr, 2)
+	counting.AddHook(rt)
+	defer counting.Close()
+
+	rep := &report{Opts: o, Env: environment(ctx, admin)}
+	for _, s := range subjects(o.Pipeline) {
+		if o.Only != "" && !matchesAny(s.Name, o.Only) {
+			continue
+		}
+		rep.Subjects = append(rep.Subjects, &subjectResult{S: s, Cells: map[cellKey][]cell{}})
+	}
+	if len(rep.Subjects) == 0 {
+		return nil, errors.New("no subject selected")
+	}
+	keys := userKeys("u", max(o.Keys, o.MemKeys))
+	// A limit no cell can exhaust, slow enough (one event per 3.6s) that every
+	// admission pushes the key's expiry seconds ahead: every timed call is an
+	// admission that updates an existing key, for every subject.
+	throughput := limitSpec{Limit: 1_000_000, Period: 1000 * time.Hour}
+	rep.Throughput = throughput
+	if err := admin.FlushAll(ctx).Err(); err != nil {
+		return nil, err
+	}
+
+	// Deciders for the timed cells, plus a warm-up that loads the scripts,
+	// fills the connection pool and creates every key once.
+	deciders := make([]decideFunc, len(rep.Subjects))
+	for i, sr := range rep.Subjects {
+		d, err := sr.S.New(ctx, client, throughput)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sr.S.Name, err)
+		}
+		deciders[i] = d
+		warm := append(keys[:o.Keys:o.Keys], "hot")
+		if err := parallel(maxConc, len(warm), func(i int) error {
+			_, err := d(ctx, warm[i])
+			return err
+		}); err != nil {
+			return nil, fmt.Errorf("%s: warm-up: %w", sr.S.Name, err)
+		}
+	}
+
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+
+	// Timed cells: every repetition visits every cell, and the subjects take
+	// turns going first, so drift on a shared machine hits all of them alike.
+	// Each repetition ends with the script cost breakdown (ablations).
+	rep.Ablations, rep.AblationConc = ablations(), min(16, maxConc)
+	for r := 0; r < o.Reps; r++ {
+		fmt.Fprintf(progress, "repetition %d/%d\n", r+1, o.Reps)
+		for _, conc := range o.Concs {
+			for _, hot := range []bool{false, true} {
+				for j := range rep.Subjects {
+					i := (j + r) % len(rep.Subjects)
+					sr := rep.Subjects[i]
+					if hot && sr.S.Keyless {
+						continue
+					}
+					c, err := runCell(ctx, admin, sr.S, deciders[i], keys[:o.Keys], "hot", conc, o.Duration, hot)
+					if err != nil {
+						return nil, fmt.Errorf("%s: %w", sr.S.Name, err)
+					}
+					k := cellKey{Conc: conc, Hot: hot}
+					sr.Cells[k] = append(sr.Cells[k], c)
+					fmt.Fprintf(progress, "  %-34s conc=%-3d hot=%-5v %8.0f/s p50=%v p99=%v errors=%d\n",
+						sr.S.Name, conc, hot, c.PerSecond(), c.P50, c.P99, c.Errors)
+				}
+			}
+		}
+		if err := measureAblations(ctx, client, admin, rep.Ablations, keys[:o.Keys], rep.AblationConc, o.Duration); err != nil {
+			return nil, err
+		}
+	}
+
+	// Memory, allocations and round trips, exactness: one limit of
+	// BurstLimit per hour, so no key refills or expires during a measurement.
+	slow := limitSpec{Limit: o.BurstLimit, Period: time.Hour}
+	for _, sr := range rep.Subjects {
+		d, err := sr.S.New(ctx, client, slow)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sr.S.Name, err)
+		}
+		counted, err := sr.S.New(ctx, counting, slow)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sr.S.Name, err)
+		}
+		if err := admin.FlushAll(ctx).Err(); err != nil {
+			return nil, err
+		}
+		if !sr.S.Keyless && !sr.S.Stateless {
+			if sr.Mem, err = measureMemory(ctx, admin, d, keys, o.MemKeys); err != nil {
+				return nil, fmt.Errorf("%s: memory: %w", sr.S.Name, err)
+			}
+		}
+		// Allocations on keys the memory pass did not touch, each used at
+		// most BurstLimit times so that they are admitted.
+		if err := admin.FlushAll(ctx).Err(); err != nil {
+			return nil, err
+		}
+		if sr.Alloc, err = measureAllocs(ctx, d, counted, rt, keys, o.AllocCalls); err != nil {
+			return nil, fmt.Errorf("%s: allocations: %w", sr.S.Name, err)
+		}
+		if sr.S.Kind != kindFloor {
+			for r := 0; r < o.Reps; r++ {
+				b := measureBurst(ctx, d, fmt.Sprintf("burst%d", r), o.BurstG, o.BurstEach)
+				sr.Bursts = append(sr.Bursts, b)
+			}
+		}
+		fmt.Fprintf(progress, "  %-34s MEMORY USAGE=%d used_memory/key=%.0f allocs=%.1f round trips=%.2f bursts=%v\n",
+			sr.S.Name, sr.Mem.MemoryUsage, sr.Mem.PerKey, sr.Alloc.Allocs, sr.Alloc.RoundTrips, sr.Bursts)
+	}
+	rep.Env.LoadAfter = loadAvg()
+	return rep, nil
+}
+
+func matchesAny(name, list string) bool {
+	for _, f := range strings.Split(list, ",") {
+		if f != "" && strings.Contains(strings.ToLower(name), strings.ToLower(f)) {
+			return true
+		}
+	}
+	return false
+}

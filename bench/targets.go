@@ -1,0 +1,182 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// target is one of issue 7's targets, checked against this run.
+type target struct {
+	Name     string
+	Measured string
+	Met      bool
+}
+
+func (r *report) targets() []target {
+	top := r.topConc()
+	many := cellKey{Conc: top}
+	floor, rr, ul := r.find("EVALSHA return 1"), r.find("redis_rate"), r.find("ulule")
+	tb, lb, sw := r.find("ours TokenBucket"), r.find("ours LeakyBucket"), r.find("ours SlidingWindow")
+	var ts []target
+	buckets := []*subjectResult{tb, lb}
+	paired := func(name string, a, b *subjectResult, want float64, strict bool) {
+		if a == nil || b == nil {
+			return
+		}
+		m, lo, hi := pairedRatio(a, b, many)
+		ts = append(ts, target{
+			Name:     name,
+			Measured: fmt.Sprintf("%s vs %s; paired ratio %s", fmtRate(a.rate(many)), fmtRate(b.rate(many)), fmtPaired(m, lo, hi)),
+			Met:      m > want || (!strict && m == want),
+		})
+	}
+	for _, b := range buckets {
+		if b == nil {
+			continue
+		}
+		paired(fmt.Sprintf("%s ≥ 0.85 × EVALSHA floor (%d goroutines, many keys)", b.S.Name, top), b, floor, 0.85, false)
+		paired(fmt.Sprintf("%s ≥ 1.2 × redis_rate", b.S.Name), b, rr, 1.2, false)
+		paired(fmt.Sprintf("%s ahead of ulule", b.S.Name), b, ul, 1, true)
+	}
+	if sw != nil && tb != nil && lb != nil {
+		m1, _, _ := pairedRatio(sw, tb, many)
+		m2, _, _ := pairedRatio(sw, lb, many)
+		ts = append(ts, target{
+			Name:     "ours SlidingWindow within 10% of the buckets",
+			Measured: fmt.Sprintf("paired ratio to TokenBucket %.2f, to LeakyBucket %.2f", m1, m2),
+			Met:      m1 >= 0.9 && m2 >= 0.9,
+		})
+	}
+	hot := cellKey{Conc: top, Hot: true}
+	for _, s := range []struct {
+		sr  *subjectResult
+		max float64
+	}{{tb, 5}, {lb, 5}, {sw, 7}} {
+		if s.sr == nil {
+			continue
+		}
+		m, h := s.sr.med(many, cell.ScriptMicros), s.sr.med(hot, cell.ScriptMicros)
+		ml, hl := minOf(s.sr.Cells[many], cell.ScriptMicros), minOf(s.sr.Cells[hot], cell.ScriptMicros)
+		ts = append(ts, target{
+			Name:     fmt.Sprintf("%s script time ≤ %.0f µs/call", s.sr.S.Name, s.max),
+			Measured: fmt.Sprintf("median %.2f µs many keys, %.2f µs hot key (min %.2f, %.2f)", m, h, ml, hl),
+			Met:      m <= s.max && h <= s.max,
+		})
+	}
+	for _, s := range []struct {
+		sr  *subjectResult
+		max int64
+	}{{tb, 72}, {lb, 72}, {sw, 100}} {
+		if s.sr == nil {
+			continue
+		}
+		ts = append(ts, target{
+			Name:     fmt.Sprintf("%s MEMORY USAGE ≤ %d bytes/key", s.sr.S.Name, s.max),
+			Measured: fmt.Sprintf("%d bytes (`%s`); used_memory delta %.0f bytes/key", s.sr.Mem.MemoryUsage, s.sr.Mem.Key, s.sr.Mem.PerKey),
+			Met:      s.sr.Mem.MemoryUsage > 0 && s.sr.Mem.MemoryUsage <= s.max,
+		})
+	}
+	for _, s := range []*subjectResult{tb, lb, sw} {
+		if s == nil || rr == nil {
+			continue
+		}
+		ts = append(ts, target{
+			Name:     fmt.Sprintf("%s allocations/decision < redis_rate's", s.S.Name),
+			Measured: fmt.Sprintf("%.1f vs %.1f", s.Alloc.Allocs, rr.Alloc.Allocs),
+			Met:      s.Alloc.Allocs < rr.Alloc.Allocs,
+		})
+	}
+	for _, s := range []*subjectResult{tb, lb, sw} {
+		if s == nil {
+			continue
+		}
+		var adm []string
+		errs := 0
+		for _, b := range s.Bursts {
+			adm = append(adm, fmt.Sprint(b.Admitted))
+			errs += b.Errors
+		}
+		var cellErrs int64
+		for _, c := range r.Opts.Concs {
+			e, _, _ := s.errors(cellKey{Conc: c, Hot: true})
+			cellErrs += e
+		}
+		v := burstVerdict(s.Bursts, r.Opts.BurstLimit)
+		ts = append(ts, target{
+			Name: fmt.Sprintf("%s: no over-admission, no errors under the hot-key burst", s.S.Name),
+			Measured: fmt.Sprintf("admitted %s of limit %d (%s), %d burst errors, %d errors in the hot-key throughput cells",
+				strings.Join(adm, ", "), r.Opts.BurstLimit, v, errs, cellErrs),
+			Met: v == "exact" && cellErrs == 0,
+		})
+	}
+	for _, s := range r.Subjects {
+		if !strings.Contains(s.S.Name, "Pipeline=") || rr == nil {
+			continue
+		}
+		m, lo, hi := pairedRatio(s, rr, many)
+		p, q := s.med(many, func(c cell) float64 { return float64(c.P99) }), rr.med(many, func(c cell) float64 { return float64(c.P99) })
+		ts = append(ts, target{
+			Name:     fmt.Sprintf("%s ≥ 2 × redis_rate, p99 no worse (beyond one round trip; core work in progress)", s.S.Name),
+			Measured: fmt.Sprintf("%s vs %s; paired ratio %s; p99 %s µs vs %s µs", fmtRate(s.rate(many)), fmtRate(rr.rate(many)), fmtPaired(m, lo, hi), fmtDur(p), fmtDur(q)),
+			Met:      m >= 2 && p <= q,
+		})
+	}
+	return ts
+}
+
+// analysis explains, from this run's figures, what bounds decisions per second.
+func (r *report) analysis() string {
+	top := r.topConc()
+	many := cellKey{Conc: top}
+	var b strings.Builder
+	fmt.Fprintf(&b, "At %d goroutines on many keys, per decision (medians). With %d cores, a subject whose client and Redis CPU per decision add up to C µs cannot exceed %d×10⁶/C decisions/s on this machine; ", top, r.Env.Cores, r.Env.Cores)
+	b.WriteString("Redis alone, on its one thread, cannot exceed 10⁶/R where R is its CPU µs per decision.\n\n")
+	b.WriteString("| Subject | Client CPU µs | Redis CPU µs | of which script µs | CPU bound (cores) decisions/s | Redis-thread bound decisions/s | Measured decisions/s | Measured ÷ CPU bound |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, sr := range r.Subjects {
+		cl := sr.med(many, func(c cell) float64 { return c.perDecision(c.ClientCPU) })
+		rd := sr.med(many, func(c cell) float64 { return c.perDecision(c.RedisCPU) })
+		sc := sr.med(many, cell.ScriptMicros)
+		if cl+rd == 0 || rd == 0 {
+			continue
+		}
+		bound := float64(r.Env.Cores) * 1e6 / (cl + rd)
+		v := sr.rate(many)
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.2f | %s | %s | %s | %.2f |\n", sr.S.Name, cl, rd, sc, fmtRate(bound), fmtRate(1e6/rd), fmtRate(v), v/bound)
+	}
+	b.WriteString("\nWhen *Measured ÷ CPU bound* is near 1, the machine's cores are the limit; well below 1, other processes took the rest (see the load average). Every one-round-trip subject pays about the same ")
+	b.WriteString("client cost (go-redis encode/decode, a syscall pair, goroutine wake-ups) and the same Redis cost (read, parse, reply, epoll), ")
+	b.WriteString("and the script time is what differs between them. So with one round trip per decision, the ratio to the EVALSHA floor ")
+	b.WriteString("is about (floor client + floor Redis CPU) ÷ (client + Redis CPU): reaching 0.85 needs a script of a few µs. ")
+	b.WriteString("Only carrying several decisions per round trip (batch calls, automatic pipelining) divides the fixed costs.\n")
+	return b.String()
+}
+
+// ablationTable renders the script cost breakdown.
+func (r *report) ablationTable() string {
+	if len(r.Ablations) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "### Script cost breakdown\n\nSkeleton scripts called exactly like this library's (EVALSHA, one key, six ARGV), on many keys at %d goroutines; ", r.AblationConc)
+	b.WriteString("INFO commandstats usec_per_call, median and minimum over repetitions (the minimum is the least disturbed by other processes). Each line adds to the one above it; compare the last lines with the full scripts' *Script µs/call* above.\n\n")
+	b.WriteString("| Script | µs/call: median | min | added (min) |\n|---|---:|---:|---:|\n")
+	prev := 0.0
+	for i, a := range r.Ablations {
+		v, lo := median(a.Cells, cell.ScriptMicros), minOf(a.Cells, cell.ScriptMicros)
+		added := "–"
+		if i > 0 {
+			added = fmt.Sprintf("%+.2f", lo-prev)
+		}
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %s |\n", a.Name, v, lo, added)
+		prev = lo
+	}
+	for _, name := range []string{"ours TokenBucket", "ours LeakyBucket", "ours SlidingWindow", "redis_rate", "ulule"} {
+		if sr := r.find(name); sr != nil {
+			k := cellKey{Conc: r.AblationConc}
+			fmt.Fprintf(&b, "| full script: %s (many keys, %d goroutines) | %.2f | %.2f | |\n", name, r.AblationConc, sr.med(k, cell.ScriptMicros), minOf(sr.Cells[k], cell.ScriptMicros))
+		}
+	}
+	b.WriteString("\n")
+	return b.String()
+}
