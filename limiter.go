@@ -263,12 +263,21 @@ func (l *Limiter) call(ctx context.Context, key string, n int, op Op) (Result, e
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	rctx, cancel := l.deadline(ctx)
 	start := time.Now()
 	reply, reloaded, err := l.script.run(rctx, l.client, []string{l.redisKey(key)}, l.args(n, op)...)
 	took := time.Since(start)
 	cancel()
 	return l.finish(ctx, op, reply, err, reloaded, took)
+}
+
+// deadline bounds a call by Config.Timeout, unless the caller's own deadline
+// comes sooner: then its context serves as it is, saving the allocations.
+func (l *Limiter) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= l.cfg.Timeout {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, l.cfg.Timeout)
 }
 
 // args are the scripts' ARGV for a call (see the contract atop each .lua).

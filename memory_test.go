@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -21,24 +22,25 @@ func TestMemoryPerKey(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/block=%v", alg, block), func(t *testing.T) {
 					l := mustNew(t, b.client, Config{Name: "api", Algorithm: alg, Limit: 100, Period: time.Minute, BlockFor: block})
 					ctx := context.Background()
-					key := "203.0.113.7"
-					if err := l.Reset(ctx, key); err != nil { // the subtests share one key
-						t.Fatal(err)
-					}
-					for i := 0; i < 101; i++ { // the last call is denied and, with BlockFor, locks
-						if _, err := l.Allow(ctx, key); err != nil {
+					for _, key := range []string{"203.0.113.7", strings.Repeat("long username ", 100)} {
+						if err := l.Reset(ctx, key); err != nil { // the subtests share one key
 							t.Fatal(err)
 						}
-					}
-					rk := l.redisKey(key)
-					n, err := b.client.MemoryUsage(ctx, rk).Result()
-					if err != nil {
-						t.Fatal(err)
-					}
-					enc, _ := b.client.ObjectEncoding(ctx, rk).Result()
-					t.Logf("MEMORY USAGE %s (%d-byte key, %s) = %d bytes", rk, len(rk), enc, n)
-					if n > limits[alg] {
-						t.Errorf("MEMORY USAGE %s = %d bytes, want <= %d", rk, n, limits[alg])
+						for i := 0; i < 101; i++ { // the last call is denied and, with BlockFor, locks
+							if _, err := l.Allow(ctx, key); err != nil {
+								t.Fatal(err)
+							}
+						}
+						rk := l.redisKey(key)
+						n, err := b.client.MemoryUsage(ctx, rk).Result()
+						if err != nil {
+							t.Fatal(err)
+						}
+						enc, _ := b.client.ObjectEncoding(ctx, rk).Result()
+						t.Logf("MEMORY USAGE %s (%d-byte key, %s) = %d bytes", rk, len(rk), enc, n)
+						if n > limits[alg] {
+							t.Errorf("MEMORY USAGE %s = %d bytes, want <= %d", rk, n, limits[alg])
+						}
 					}
 				})
 			}
