@@ -218,6 +218,26 @@ func (g *Guard) Trust(ctx context.Context, username, ip string) error {
 	return g.known.Lock(ctx, g.id('u', NormalizeUsername(username))+":"+g.id('i', ip), g.cfg.KnownFor)
 }
 
+// Unlock is the operator's unlock: it clears the username's budget, lockout
+// and escalation history, and for each address in ips (as Begin receives them)
+// the pair's. Pairs with addresses not given keep their state (they cannot be
+// listed: keys are hashed), and so do the addresses' own budgets.
+func (g *Guard) Unlock(ctx context.Context, username string, ips ...string) error {
+	user := g.id('u', NormalizeUsername(username))
+	errs := []error{g.user.Reset(ctx, user)}
+	if g.strikes != nil {
+		errs = append(errs, g.strikes.Reset(ctx, scopeNames[ScopeUser]+":"+user))
+	}
+	for _, ip := range ips {
+		pair := user + ":" + g.id('i', ip)
+		errs = append(errs, g.pair.Reset(ctx, pair))
+		if g.strikes != nil {
+			errs = append(errs, g.strikes.Reset(ctx, scopeNames[ScopePair]+":"+pair))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func (g *Guard) scope(a *Attempt, s Scope) (*ratelimit.Limiter, string, Limit) {
 	switch s {
 	case ScopeIP:

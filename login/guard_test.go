@@ -608,3 +608,36 @@ func TestBeginCanceledContext(t *testing.T) {
 		t.Errorf("Begin(canceled) = %v, %v; want context.Canceled", a, err)
 	}
 }
+
+func TestUnlock(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, c *redis.Client) {
+		g := newGuard(t, c, Config{
+			User: Limit{Limit: 2, Period: 24 * time.Hour, BlockFor: time.Hour},
+			IP:   Limit{Limit: 50, Period: 24 * time.Hour},
+			Pair: Limit{Limit: 10, Period: 24 * time.Hour, BlockFor: time.Hour},
+		})
+		v := &verifier{password: map[string]string{"alice": "a-pass"}}
+		for range 3 {
+			login(t, g, v, "Alice", "guess", "192.0.2.1")
+		}
+		if d, _ := login(t, g, v, "alice", "a-pass", "192.0.2.7"); d.Allowed || d.Scope != ScopeUser {
+			t.Fatalf("before Unlock: %+v, want refused by the user lockout", d)
+		}
+		ipLeft := remaining(t, g, ScopeIP, "alice", "192.0.2.1")
+		if err := g.Unlock(context.Background(), " ALICE ", "192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+		if got := remaining(t, g, ScopeUser, "alice", ""); got != 2 {
+			t.Errorf("user budget after Unlock = %d, want 2 (fresh)", got)
+		}
+		if got := remaining(t, g, ScopePair, "alice", "192.0.2.1"); got != 10 {
+			t.Errorf("pair budget after Unlock = %d, want 10 (fresh)", got)
+		}
+		if got := remaining(t, g, ScopeIP, "alice", "192.0.2.1"); got != ipLeft {
+			t.Errorf("IP budget after Unlock = %d, want %d (untouched)", got, ipLeft)
+		}
+		if d, ok := login(t, g, v, "alice", "a-pass", "192.0.2.7"); !d.Allowed || !ok {
+			t.Errorf("after Unlock: %+v, %v; want the owner in", d, ok)
+		}
+	})
+}

@@ -5,7 +5,8 @@
 //
 //	ratelimit serve   [flags]   run the demo HTTP server (embedded Redis by default)
 //	ratelimit inspect [flags]   show a key's state without consuming anything
-//	ratelimit reset   [flags]   clear a key's state and lockout (unlock a user)
+//	ratelimit reset   [flags]   clear a key's state and lockout
+//	ratelimit unlock  [flags]   unlock a user of the login protection
 //	ratelimit doctor  [flags]   check that a Redis is set up right for limiters
 //	ratelimit bench   [flags]   measure decisions per second and latency
 //	ratelimit help [command]    print usage
@@ -54,7 +55,8 @@ func commands() []command {
 	return []command{
 		{"serve", "run the demo HTTP server (embedded Redis unless -redis or -cluster)", serveUsage, runServe},
 		{"inspect", "show a key's state without consuming anything", inspectUsage, runInspect},
-		{"reset", "clear a key's state and lockout (unlock a user)", resetUsage, runReset},
+		{"reset", "clear a key's state and lockout", resetUsage, runReset},
+		{"unlock", "unlock a user of the login protection", unlockUsage, runUnlock},
 		{"doctor", "check that a Redis is set up right for rate limiters", doctorUsage, runDoctor},
 		{"bench", "measure decisions per second and latency of each algorithm", benchUsage, runBench},
 	}
@@ -130,6 +132,8 @@ func printCommandUsage(w io.Writer, c command) {
 		new(serveConfig).register(fs)
 	case "inspect", "reset":
 		new(keyFlags).register(fs)
+	case "unlock":
+		new(unlockConfig).register(fs)
 	case "doctor":
 		new(doctorConfig).register(fs)
 	case "bench":

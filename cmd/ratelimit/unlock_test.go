@@ -1,0 +1,50 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seed68425060/ratelimit/internal/redistest"
+)
+
+// TestUnlockCommand locks the demo user out through /login, then unlocks it
+// with the unlock command: the right password works again at once.
+func TestUnlockCommand(t *testing.T) {
+	var cfg serveConfig
+	fs := newFlagSet("serve")
+	cfg.register(fs)
+	if err := fs.Parse([]string{"-login-limit", "2/15m"}); err != nil {
+		t.Fatal(err)
+	}
+	m := miniredis.RunT(t)
+	c := &conn{client: redis.NewClient(redistest.Options(m.Addr())), desc: "test"}
+	t.Cleanup(func() { c.client.Close() })
+	d, err := newDemo(c, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(d.handler())
+	t.Cleanup(srv.Close)
+
+	for range 3 {
+		postLogin(t, srv.URL, formType, "username=demo&password=wrong")
+	}
+	if resp, _ := postLogin(t, srv.URL, formType, "username=demo&password="+demoPassword); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("right password while locked = %d, want 429", resp.StatusCode)
+	}
+	code, stdout, stderr := runCmd(t, "unlock", "-redis", "redis://"+m.Addr(), "-user", " DEMO ", "-ip", "127.0.0.1")
+	if code != exitOK || !strings.Contains(stdout, "unlocked") {
+		t.Fatalf("unlock = %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+	}
+	if resp, body := postLogin(t, srv.URL, formType, "username=demo&password="+demoPassword); resp.StatusCode != http.StatusOK {
+		t.Errorf("right password after unlock = %d %s, want 200", resp.StatusCode, body)
+	}
+	if code, _, _ := runCmd(t, "unlock", "-redis", "redis://"+m.Addr()); code != exitUsage {
+		t.Errorf("unlock without -user = %d, want %d", code, exitUsage)
+	}
+}
