@@ -79,11 +79,34 @@ func FreePort(tb testing.TB) int {
 // test ends. extra are more "--name value" arguments.
 func Start(tb testing.TB, extra ...string) *Server {
 	tb.Helper()
-	bin := Binary(tb)
-	dir := tb.TempDir()
+	Binary(tb)
+	s, err := New(extra...)
+	if err != nil {
+		tb.Fatalf("start redis-server: %v", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// New starts a redis-server like Start, for code without a test to clean up
+// after it (TestMain): call Stop. It fails if redis-server is not on PATH.
+func New(extra ...string) (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "redistest")
+	if err != nil {
+		return nil, err
+	}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		port := FreePort(tb)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
 		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Port: port, dir: dir}
 		s.args = append([]string{
 			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
@@ -91,12 +114,11 @@ func Start(tb testing.TB, extra ...string) *Server {
 			"--enable-debug-command", "local", "--logfile", "",
 		}, extra...)
 		if lastErr = s.start(bin); lastErr == nil {
-			tb.Cleanup(s.Stop)
-			return s
+			return s, nil
 		}
 	}
-	tb.Fatalf("start redis-server: %v", lastErr)
-	return nil
+	os.RemoveAll(dir)
+	return nil, lastErr
 }
 
 func (s *Server) start(bin string) error {
@@ -151,8 +173,12 @@ func (s *Server) Kill() {
 	}
 }
 
-// Stop stops the server; it is called when the test ends.
-func (s *Server) Stop() { s.Kill() }
+// Stop stops the server and removes its directory; Start calls it when the
+// test ends.
+func (s *Server) Stop() {
+	s.Kill()
+	os.RemoveAll(s.dir)
+}
 
 // Restart starts the server again on the same port, with empty memory, after Kill.
 func (s *Server) Restart(tb testing.TB) {

@@ -1,0 +1,233 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seed68425060/ratelimit/internal/redistest"
+)
+
+// The core suite also runs on a real Redis Cluster (3 primaries, 3 replicas),
+// started once for the test binary and stopped by TestMain.
+var (
+	clusterOnce sync.Once
+	cluster     *redistest.Cluster
+	clusterErr  error
+)
+
+func init() {
+	extraBackends = append(extraBackends, clusterBackend)
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cluster != nil {
+		cluster.Stop()
+	}
+	os.Exit(code)
+}
+
+// sharedCluster returns the test binary's cluster, starting it on first use.
+func sharedCluster(t *testing.T) *redistest.Cluster {
+	t.Helper()
+	redistest.Binary(t)
+	redistest.CLI(t)
+	clusterOnce.Do(func() { cluster, clusterErr = redistest.NewCluster() })
+	if clusterErr != nil {
+		t.Fatalf("Redis Cluster: %v", clusterErr)
+	}
+	return cluster
+}
+
+func clusterBackend(t *testing.T) backend {
+	c := sharedCluster(t)
+	newClient := func(t *testing.T) redis.UniversalClient { return c.Client(t) }
+	cc := c.Client(t)
+	return backend{
+		name:      "cluster",
+		real:      true,
+		client:    cc,
+		newClient: newClient,
+		forEachNode: func(ctx context.Context, fn func(ctx context.Context, c *redis.Client) error) error {
+			return cc.ForEachMaster(ctx, fn)
+		},
+	}
+}
+
+// TestClusterSpreadsIdentities: keys of many identities land on all three
+// primaries (no hot hash tag), and no call is refused with CROSSSLOT.
+func TestClusterSpreadsIdentities(t *testing.T) {
+	c := sharedCluster(t)
+	cc := c.Client(t)
+	ctx := context.Background()
+	limiters := []*Limiter{
+		mustNew(t, cc, Config{Name: "spread.ip", Limit: 10, Period: time.Minute}),
+		mustNew(t, cc, Config{Name: "spread.user", Algorithm: SlidingWindow, Limit: 10, Period: time.Minute}),
+	}
+	const identities = 300
+	var reqs []Request
+	for i := 0; i < identities; i++ {
+		for _, l := range limiters {
+			reqs = append(reqs, Request{Limiter: l, Key: fmt.Sprintf("user-%d", i)})
+		}
+	}
+	_, errs := AllowAll(ctx, reqs...)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	perPrimary := map[string]int64{}
+	var mu sync.Mutex
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		keys, err := n.Keys(ctx, "rl:spread.*").Result()
+		mu.Lock()
+		perPrimary[n.Options().Addr] += int64(len(keys))
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for addr, n := range perPrimary {
+		total += n
+		if n < 2*identities/3/2 { // each primary holds a third of 600 keys, give or take
+			t.Errorf("primary %s holds %d keys of %d: a hot hash tag?", addr, n, 2*identities)
+		}
+	}
+	if total != 2*identities || len(perPrimary) != 3 {
+		t.Errorf("keys per primary %v, want %d over 3 primaries", perPrimary, 2*identities)
+	}
+	// The keys of one identity share a slot: both limiters of user-7 on one node.
+	s1 := cc.ClusterKeySlot(ctx, limiters[0].redisKey("user-7")).Val()
+	s2 := cc.ClusterKeySlot(ctx, limiters[1].redisKey("user-7")).Val()
+	if s1 != s2 {
+		t.Errorf("one identity's keys in slots %d and %d, want one", s1, s2)
+	}
+}
+
+// TestClusterFailover kills a primary (SIGKILL) while clients make decisions:
+// the replica is promoted with an empty script cache, and decisions resume
+// through the NOSCRIPT fallback with no code in the application. It measures
+// the time without decisions, the errors, and the over-admission caused by
+// writes lost in asynchronous replication: a measured bound, not "never".
+func TestClusterFailover(t *testing.T) {
+	c, err := redistest.NewCluster() // its own cluster: this test breaks one
+	if err != nil {
+		redistest.Binary(t)
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	rec := newRecorder()
+	cc := c.Client(t)
+	const limit = 200
+	l := mustNew(t, cc, Config{Name: "failover", Limit: limit, Period: time.Hour, Timeout: 300 * time.Millisecond, Observer: rec})
+	ctx := context.Background()
+
+	// The identities whose keys live on the primary we will kill.
+	victim := c.Primaries()[0]
+	var keys []string
+	for i := 0; len(keys) < 8; i++ {
+		k := fmt.Sprintf("id-%d", i)
+		addr, err := masterOf(ctx, cc, l.redisKey(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if addr == victim {
+			keys = append(keys, k)
+		}
+	}
+
+	var admitted [8]atomic.Int64
+	var errCount, okCount atomic.Int64
+	var lastOK atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := (w + i) % len(keys)
+				r, err := l.Allow(ctx, keys[k])
+				now := time.Now().UnixNano()
+				if err != nil {
+					errCount.Add(1)
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				okCount.Add(1)
+				lastOK.Store(now)
+				if r.Allowed {
+					admitted[k].Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	killedAt := time.Now()
+	c.Node(victim).Kill()
+	// Wait for decisions to resume on the promoted replica.
+	resumed := time.Time{}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if lo := lastOK.Load(); lo > killedAt.Add(100*time.Millisecond).UnixNano() && errCount.Load() > 0 {
+			resumed = time.Unix(0, lo)
+			break
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if resumed.IsZero() {
+		t.Fatalf("decisions did not resume within 20s of killing primary %s (%d errors)", victim, errCount.Load())
+	}
+	reloads := 0
+	for _, e := range rec.drain() {
+		if e.ScriptReloaded && e.Err == nil {
+			reloads++
+		}
+	}
+	var over int64
+	for i := range keys {
+		if a := admitted[i].Load(); a > limit {
+			over += a - limit
+		}
+	}
+	t.Logf("failover: primary %s killed; decisions resumed after %v; %d calls failed (policy FailError) and %d succeeded; %d NOSCRIPT fallbacks; over-admission %d units over %d keys of limit %d (writes lost with the primary)",
+		victim, resumed.Sub(killedAt).Round(time.Millisecond), errCount.Load(), okCount.Load(), reloads, over, len(keys), limit)
+	if reloads == 0 {
+		t.Error("no call fell back to EVAL on the promoted replica")
+	}
+	// Lost writes are bounded by what the replica had not yet received.
+	if over > int64(len(keys))*limit/2 {
+		t.Errorf("over-admission %d units: more than half the budget of every key", over)
+	}
+}
+
+// masterOf returns the address of the primary that serves key.
+func masterOf(ctx context.Context, cc *redis.ClusterClient, key string) (string, error) {
+	slot := cc.ClusterKeySlot(ctx, key).Val()
+	slots, err := cc.ClusterSlots(ctx).Result()
+	if err != nil {
+		return "", err
+	}
+	for _, s := range slots {
+		if int64(s.Start) <= slot && slot <= int64(s.End) {
+			return s.Nodes[0].Addr, nil
+		}
+	}
+	return "", fmt.Errorf("no node serves slot %d", slot)
+}
