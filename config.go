@@ -138,6 +138,16 @@ type Config struct {
 	// with a Pipeline method (every go-redis client); otherwise it is ignored.
 	// Zero means off.
 	Pipeline int
+
+	// DenyCache, if positive, turns on a local deny cache of at most DenyCache
+	// keys (least recently used dropped first): a denial or lockout Redis
+	// returned with RetryAfter d is remembered for d, and calls on that key
+	// are denied locally, with no Redis round trip (Event.Cached), so a flood
+	// on a denied key costs Redis nearly nothing. A denial answers only calls
+	// at least as costly; a lockout answers every call. Staleness: a Reset or
+	// Refund from another instance is seen here at most d later; this
+	// instance's own Reset, Refund and Lock drop the key at once. Zero means off.
+	DenyCache int
 }
 
 func configError(format string, args ...any) error {
@@ -200,6 +210,9 @@ func (c *Config) normalize() error {
 		errs = append(errs, configError("Config.Timeout = %v, must be >= 0 (0 means %v)", c.Timeout, DefaultTimeout))
 	case c.Timeout == 0:
 		c.Timeout = DefaultTimeout
+	}
+	if c.DenyCache < 0 {
+		errs = append(errs, configError("Config.DenyCache = %d, must be >= 0 (0 means off)", c.DenyCache))
 	}
 	if c.Pipeline < 0 {
 		errs = append(errs, configError("Config.Pipeline = %d, must be >= 0 (0 means off)", c.Pipeline))

@@ -79,6 +79,7 @@ type Limiter struct {
 	allow1  []any // ARGV for Allow: boxed once, shared read-only by every call
 	maxCost int
 	co      *coalescer // nil unless Config.Pipeline
+	denied  *denyCache // nil unless Config.DenyCache
 
 	now func() int64 // tests: fixed script time in µs; nil uses Redis TIME
 }
@@ -124,6 +125,9 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 		l.param = strconv.FormatInt(intervalMicros(cfg.Limit, cfg.Period), 10)
 	}
 	l.allow1 = []any{l.param, l.cap, "1", l.block, modeArg[OpAllow], ""}
+	if cfg.DenyCache > 0 {
+		l.denied = newDenyCache(cfg.DenyCache)
+	}
 	if cfg.Pipeline > 0 {
 		if _, ok := client.(pipeliner); ok {
 			l.co = &coalescer{l: l, maxInFlight: cfg.Pipeline}
@@ -155,10 +159,23 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 	if n == 0 {
 		return l.call(ctx, key, n, OpPeek)
 	}
-	if l.co != nil && l.now == nil {
-		return l.co.allow(ctx, key, n)
+	if l.denied != nil {
+		if r, ok := l.denied.get(l.redisKey(key), n, time.Now()); ok {
+			l.observe(Event{Outcome: r.Outcome, Op: OpAllow, Cached: true})
+			return r, nil
+		}
 	}
-	return l.call(ctx, key, n, OpAllow)
+	var r Result
+	var err error
+	if l.co != nil && l.now == nil {
+		r, err = l.co.allow(ctx, key, n)
+	} else {
+		r, err = l.call(ctx, key, n, OpAllow)
+	}
+	if l.denied != nil && err == nil && !r.Allowed && r.RetryAfter > 0 && (r.Outcome == OutcomeDenied || r.Outcome == OutcomeLockedOut) {
+		l.denied.put(l.redisKey(key), n, time.Now().Add(r.RetryAfter), r.Locked)
+	}
+	return r, err
 }
 
 // Peek reports what Allow would answer now for key without consuming anything
@@ -176,11 +193,17 @@ func (l *Limiter) Refund(ctx context.Context, key string, n int) (Result, error)
 	if n < 0 || n > l.maxCost {
 		return Result{}, fmt.Errorf("ratelimit: %s: refund n = %d, must be between 0 and Burst (%d): %w", l.cfg.Name, n, l.maxCost, ErrInvalidCost)
 	}
+	if l.denied != nil {
+		l.denied.forget(l.redisKey(key))
+	}
 	return l.call(ctx, key, n, OpRefund)
 }
 
 // Reset deletes key's state, lockout included: the key is fresh again.
 func (l *Limiter) Reset(ctx context.Context, key string) error {
+	if l.denied != nil {
+		l.denied.forget(l.redisKey(key))
+	}
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	defer cancel()
 	_, _, err := l.reset.run(ctx, l.client, []string{l.redisKey(key)})
@@ -197,6 +220,9 @@ func (l *Limiter) Reset(ctx context.Context, key string) error {
 func (l *Limiter) Lock(ctx context.Context, key string, d time.Duration) error {
 	if d < time.Microsecond || d > maxSpan {
 		return fmt.Errorf("ratelimit: %s: lock duration %v, must be between 1µs and %v: %w", l.cfg.Name, d, maxSpan, ErrInvalidConfig)
+	}
+	if l.denied != nil {
+		l.denied.forget(l.redisKey(key))
 	}
 	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	defer cancel()
@@ -301,22 +327,26 @@ func (l *Limiter) finish(ctx context.Context, op Op, reply any, err error, reloa
 			res = l.onFailure(ctx)
 		}
 	}
-	if o := l.cfg.Observer; o != nil {
-		o.Observe(Event{
-			Limiter:        l.cfg.Name,
-			Algorithm:      l.cfg.Algorithm,
-			Outcome:        res.Outcome,
-			Op:             op,
-			LockStarted:    res.LockStarted,
-			ScriptReloaded: reloaded,
-			Duration:       took,
-			Err:            err,
-		})
-	}
+	l.observe(Event{
+		Outcome:        res.Outcome,
+		Op:             op,
+		LockStarted:    res.LockStarted,
+		ScriptReloaded: reloaded,
+		Duration:       took,
+		Err:            err,
+	})
 	if res.Outcome == OutcomeError {
 		return Result{}, err
 	}
 	return res, nil
+}
+
+// observe fills in the limiter's name and algorithm and tells the Observer.
+func (l *Limiter) observe(e Event) {
+	if o := l.cfg.Observer; o != nil {
+		e.Limiter, e.Algorithm = l.cfg.Name, l.cfg.Algorithm
+		o.Observe(e)
+	}
 }
 
 // onFailure is the Result the failure policy gives when Redis could not decide.

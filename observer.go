@@ -72,6 +72,9 @@ type Event struct {
 	// ScriptReloaded reports whether Redis had lost the script (NOSCRIPT) and the
 	// call fell back to EVAL with the full script, which also reloaded it.
 	ScriptReloaded bool
+	// Cached reports whether the local deny cache (Config.DenyCache) answered
+	// the call, with no Redis round trip.
+	Cached bool
 	// Duration is the time spent in Redis calls, including a NOSCRIPT fallback.
 	Duration time.Duration
 	// Err is the error from Redis, if any. With a failure policy (FailOpen,

@@ -51,6 +51,7 @@ func WithBuckets(b []float64) Option { return func(o *options) { o.buckets = b }
 //	ratelimit_redis_errors_total{limiter,algorithm,kind}    Redis errors by ratelimit.ErrorKind
 //	ratelimit_script_reloads_total{limiter,algorithm}       NOSCRIPT fallbacks to EVAL
 //	ratelimit_lockouts_total{limiter,algorithm}             lockouts started
+//	ratelimit_deny_cache_hits_total{limiter,algorithm}      denials answered by the local deny cache
 //	ratelimit_redis_duration_seconds{limiter,algorithm}     time in Redis per call (histogram)
 //
 // outcome is one of allowed, denied, locked_out, failed_open, failed_closed
@@ -63,6 +64,7 @@ type Collector struct {
 	errors    *prometheus.CounterVec
 	reloads   *prometheus.CounterVec
 	lockouts  *prometheus.CounterVec
+	cached    *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
 
 	mu     sync.Mutex                     // serialises adding a limiter
@@ -82,6 +84,7 @@ type series struct {
 	refunds  prometheus.Counter
 	reloads  prometheus.Counter
 	lockouts prometheus.Counter
+	cached   prometheus.Counter
 	latency  prometheus.Observer
 
 	mu   sync.Mutex // guards errs; errors are the rare path
@@ -113,6 +116,8 @@ func NewCollector(opts ...Option) *Collector {
 			Help: "Calls that found the script missing in Redis (NOSCRIPT) and sent it again with EVAL."}, lim),
 		lockouts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: o.namespace, Name: "lockouts_total",
 			Help: "Lockouts started (Config.BlockFor)."}, lim),
+		cached: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: o.namespace, Name: "deny_cache_hits_total",
+			Help: "Decisions answered by the local deny cache (Config.DenyCache), with no Redis round trip; also counted in decisions_total."}, lim),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: o.namespace, Name: "redis_duration_seconds",
 			Help: "Time a call spent in Redis, NOSCRIPT fallback included.", Buckets: o.buckets}, lim),
 	}
@@ -135,7 +140,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (c *Collector) vecs() []prometheus.Collector {
-	return []prometheus.Collector{c.decisions, c.peeks, c.refunds, c.errors, c.reloads, c.lockouts, c.latency}
+	return []prometheus.Collector{c.decisions, c.peeks, c.refunds, c.errors, c.reloads, c.lockouts, c.cached, c.latency}
 }
 
 // Observe implements ratelimit.Observer.
@@ -157,6 +162,9 @@ func (c *Collector) Observe(e ratelimit.Event) {
 	}
 	if e.LockStarted {
 		s.lockouts.Inc()
+	}
+	if e.Cached {
+		s.cached.Inc()
 	}
 	if e.Duration > 0 {
 		s.latency.Observe(e.Duration.Seconds())
@@ -180,6 +188,7 @@ func (c *Collector) seriesOf(name string, alg ratelimit.Algorithm) *series {
 		refunds:  c.refunds.WithLabelValues(name, a),
 		reloads:  c.reloads.WithLabelValues(name, a),
 		lockouts: c.lockouts.WithLabelValues(name, a),
+		cached:   c.cached.WithLabelValues(name, a),
 		latency:  c.latency.WithLabelValues(name, a),
 	}
 	// Every outcome's series exists from the start at zero, so rates, ratios

@@ -33,7 +33,7 @@ func script(t *testing.T, c *Collector) {
 	// A fresh server has no scripts: each limiter's first call falls back to EVAL.
 	rdb := redis.NewClient(redistest.Options(mr.Addr()))
 	t.Cleanup(func() { rdb.Close() })
-	api, err := ratelimit.New(rdb, ratelimit.Config{Name: "api", Limit: 2, Period: time.Minute, Observer: c})
+	api, err := ratelimit.New(rdb, ratelimit.Config{Name: "api", Limit: 2, Period: time.Minute, Observer: c, DenyCache: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,13 +42,13 @@ func script(t *testing.T, c *Collector) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for i := 0; i < 3; i++ { // 2 allowed, 1 denied
+	for i := 0; i < 4; i++ { // 2 allowed, 1 denied by Redis, 1 by the deny cache
 		api.Allow(ctx, "ip")
 	}
 	api.Peek(ctx, "ip")
 	api.Refund(ctx, "ip", 1)
 	rdb.ScriptFlush(ctx)
-	api.Allow(ctx, "ip") // allowed after the refund, with a NOSCRIPT fallback
+	api.Allow(ctx, "ip")     // allowed after the refund, with a NOSCRIPT fallback
 	for i := 0; i < 3; i++ { // 1 allowed, then a lockout started, then locked out
 		login.Allow(ctx, "alice")
 	}
@@ -69,11 +69,15 @@ ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="fa
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="failed_open"} 0
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="locked_out"} 2
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="allowed"} 3
-ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="denied"} 1
+ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="denied"} 2
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="error"} 0
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_closed"} 0
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_open"} 1
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="locked_out"} 0
+# HELP ratelimit_deny_cache_hits_total Decisions answered by the local deny cache (Config.DenyCache), with no Redis round trip; also counted in decisions_total.
+# TYPE ratelimit_deny_cache_hits_total counter
+ratelimit_deny_cache_hits_total{algorithm="sliding_window",limiter="login"} 0
+ratelimit_deny_cache_hits_total{algorithm="token_bucket",limiter="api"} 1
 # HELP ratelimit_lockouts_total Lockouts started (Config.BlockFor).
 # TYPE ratelimit_lockouts_total counter
 ratelimit_lockouts_total{algorithm="sliding_window",limiter="login"} 1
@@ -95,7 +99,7 @@ ratelimit_refunds_total{algorithm="token_bucket",limiter="api"} 1
 ratelimit_script_reloads_total{algorithm="sliding_window",limiter="login"} 1
 ratelimit_script_reloads_total{algorithm="token_bucket",limiter="api"} 2
 `
-	names := []string{"ratelimit_decisions_total", "ratelimit_lockouts_total", "ratelimit_peeks_total",
+	names := []string{"ratelimit_decisions_total", "ratelimit_deny_cache_hits_total", "ratelimit_lockouts_total", "ratelimit_peeks_total",
 		"ratelimit_redis_errors_total", "ratelimit_refunds_total", "ratelimit_script_reloads_total"}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
