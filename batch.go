@@ -151,7 +151,7 @@ func runGroup(ctx context.Context, group []*batchItem) {
 	took := time.Since(start)
 	for i, it := range group {
 		reply, err := cmds[i].Result()
-		it.res, it.err = it.l.finish(ctx, OpAllow, reply, err, reloaded[i], took)
+		it.res, it.err = it.l.finish(ctx, it.key, it.n, OpAllow, reply, err, reloaded[i], took)
 	}
 }
 

@@ -54,11 +54,17 @@ const (
 	// FailClosed denies the call (Result.Outcome == OutcomeFailedClosed) and returns
 	// no error. Result.RetryAfter is Config.Timeout, so clients back off a little.
 	FailClosed
+	// FailLocal decides in this process (Result.Outcome == OutcomeFailedLocal)
+	// with the same algorithm, Limit and Burst divided by Config.LocalInstances,
+	// on this host's clock, and returns no error. State is per process and
+	// starts fresh: it keeps the total near the limit while Redis is away, not
+	// exactly at it.
+	FailLocal
 )
 
-var policyNames = [...]string{"error", "open", "closed"}
+var policyNames = [...]string{"error", "open", "closed", "local"}
 
-// String returns the policy's name: "error", "open" or "closed".
+// String returns the policy's name: "error", "open", "closed" or "local".
 func (p FailurePolicy) String() string {
 	if int(p) < len(policyNames) {
 		return policyNames[p]
@@ -126,6 +132,15 @@ type Config struct {
 	// OnFailure says what to answer when Redis cannot decide. The zero value,
 	// FailError, returns the error.
 	OnFailure FailurePolicy
+
+	// LocalInstances is, for FailLocal, how many app servers share the limit:
+	// each decides locally with Limit/LocalInstances and Burst/LocalInstances
+	// (at least 1). Required with FailLocal.
+	LocalInstances int
+
+	// LocalKeys bounds the keys FailLocal keeps in memory (least recently used
+	// dropped first). If zero, it is DefaultLocalKeys (10,000).
+	LocalKeys int
 
 	// Observer, if not nil, receives an Event for every decision.
 	Observer Observer
@@ -217,8 +232,14 @@ func (c *Config) normalize() error {
 	if c.Pipeline < 0 {
 		errs = append(errs, configError("Config.Pipeline = %d, must be >= 0 (0 means off)", c.Pipeline))
 	}
-	if c.OnFailure > FailClosed {
-		errs = append(errs, configError("Config.OnFailure = %d, must be FailError, FailOpen or FailClosed", uint8(c.OnFailure)))
+	if c.OnFailure > FailLocal {
+		errs = append(errs, configError("Config.OnFailure = %d, must be FailError, FailOpen, FailClosed or FailLocal", uint8(c.OnFailure)))
+	}
+	if c.OnFailure == FailLocal && c.LocalInstances < 1 {
+		errs = append(errs, configError("Config.LocalInstances = %d, must be >= 1 with FailLocal (the number of app servers sharing the limit)", c.LocalInstances))
+	}
+	if c.LocalInstances < 0 || c.LocalKeys < 0 {
+		errs = append(errs, configError("Config.LocalInstances = %d and Config.LocalKeys = %d, must be >= 0", c.LocalInstances, c.LocalKeys))
 	}
 	return errors.Join(errs...)
 }

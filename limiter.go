@@ -78,8 +78,9 @@ type Limiter struct {
 	block   any   // ARGV[4]: BlockFor in µs, rounded up
 	allow1  []any // ARGV for Allow: boxed once, shared read-only by every call
 	maxCost int
-	co      *coalescer // nil unless Config.Pipeline
-	denied  *denyCache // nil unless Config.DenyCache
+	co      *coalescer    // nil unless Config.Pipeline
+	denied  *denyCache    // nil unless Config.DenyCache
+	local   *localLimiter // nil unless FailLocal
 
 	now func() int64 // tests: fixed script time in µs; nil uses Redis TIME
 }
@@ -125,6 +126,9 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 		l.param = strconv.FormatInt(intervalMicros(cfg.Limit, cfg.Period), 10)
 	}
 	l.allow1 = []any{l.param, l.cap, "1", l.block, modeArg[OpAllow], ""}
+	if cfg.OnFailure == FailLocal {
+		l.local = newLocalLimiter(cfg)
+	}
 	if cfg.DenyCache > 0 {
 		l.denied = newDenyCache(cfg.DenyCache)
 	}
@@ -294,7 +298,7 @@ func (l *Limiter) call(ctx context.Context, key string, n int, op Op) (Result, e
 	reply, reloaded, err := l.script.run(rctx, l.client, []string{l.redisKey(key)}, l.args(n, op)...)
 	took := time.Since(start)
 	cancel()
-	return l.finish(ctx, op, reply, err, reloaded, took)
+	return l.finish(ctx, key, n, op, reply, err, reloaded, took)
 }
 
 // deadline bounds a call by Config.Timeout, unless the caller's own deadline
@@ -316,7 +320,7 @@ func (l *Limiter) args(n int, op Op) []any {
 
 // finish decodes a script reply, applies the failure policy and tells the
 // observer. ctx is the caller's context.
-func (l *Limiter) finish(ctx context.Context, op Op, reply any, err error, reloaded bool, took time.Duration) (Result, error) {
+func (l *Limiter) finish(ctx context.Context, key string, n int, op Op, reply any, err error, reloaded bool, took time.Duration) (Result, error) {
 	var res Result
 	if err == nil {
 		res, err = decode(reply)
@@ -324,7 +328,7 @@ func (l *Limiter) finish(ctx context.Context, op Op, reply any, err error, reloa
 	if err != nil {
 		err = fmt.Errorf("ratelimit: %s: %w", l.cfg.Name, err)
 		if op != OpRefund {
-			res = l.onFailure(ctx)
+			res = l.onFailure(ctx, key, n, op)
 		}
 	}
 	l.observe(Event{
@@ -351,11 +355,13 @@ func (l *Limiter) observe(e Event) {
 
 // onFailure is the Result the failure policy gives when Redis could not decide.
 // A caller whose own context ended gets its error back whatever the policy.
-func (l *Limiter) onFailure(ctx context.Context) Result {
+func (l *Limiter) onFailure(ctx context.Context, key string, n int, op Op) Result {
 	if ctx.Err() != nil {
 		return Result{}
 	}
 	switch l.cfg.OnFailure {
+	case FailLocal:
+		return l.local.decide(l.redisKey(key), n, op)
 	case FailOpen:
 		return Result{Allowed: true, Outcome: OutcomeFailedOpen}
 	case FailClosed:

@@ -529,6 +529,8 @@ func TestConfigErrors(t *testing.T) {
 		{"prefix with brace", Config{Name: "a", Limit: 1, Period: time.Second, KeyPrefix: "x{y}:"}, []string{`Config.KeyPrefix = "x{y}:"`}},
 		{"negative timeout", Config{Name: "a", Limit: 1, Period: time.Second, Timeout: -1}, []string{"Config.Timeout = -1ns"}},
 		{"policy", Config{Name: "a", Limit: 1, Period: time.Second, OnFailure: 7}, []string{"Config.OnFailure = 7"}},
+		{"local without instances", Config{Name: "a", Limit: 1, Period: time.Second, OnFailure: FailLocal}, []string{"Config.LocalInstances = 0, must be >= 1 with FailLocal"}},
+		{"negative cache", Config{Name: "a", Limit: 1, Period: time.Second, DenyCache: -1, Pipeline: -2}, []string{"Config.DenyCache = -1", "Config.Pipeline = -2"}},
 	}
 	f := &fakeScripter{}
 	for _, tt := range tests {

@@ -20,9 +20,12 @@ const (
 	OutcomeFailedOpen
 	// OutcomeFailedClosed means Redis could not decide and FailClosed denied the call.
 	OutcomeFailedClosed
+	// OutcomeFailedLocal means Redis could not decide and FailLocal decided in
+	// this process; Result.Allowed says how.
+	OutcomeFailedLocal
 )
 
-var outcomeNames = [...]string{"error", "allowed", "denied", "locked_out", "failed_open", "failed_closed"}
+var outcomeNames = [...]string{"error", "allowed", "denied", "locked_out", "failed_open", "failed_closed", "failed_local"}
 
 // String returns the outcome's name in snake case, e.g. "locked_out", suitable as a
 // metric label value.

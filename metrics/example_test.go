@@ -30,5 +30,5 @@ func ExampleNewCollector() {
 	n, _ := testutil.GatherAndCount(reg, "ratelimit_decisions_total")
 	fmt.Println(n, "decision series")
 	// Output:
-	// 6 decision series
+	// 7 decision series
 }

@@ -66,12 +66,14 @@ ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="al
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="denied"} 0
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="error"} 0
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="failed_closed"} 1
+ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="failed_local"} 0
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="failed_open"} 0
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="locked_out"} 2
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="allowed"} 3
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="denied"} 2
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="error"} 0
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_closed"} 0
+ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_local"} 0
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_open"} 1
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="locked_out"} 0
 # HELP ratelimit_deny_cache_hits_total Decisions answered by the local deny cache (Config.DenyCache), with no Redis round trip; also counted in decisions_total.
