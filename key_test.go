@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,8 +104,11 @@ func TestHostileKeysOnRedis(t *testing.T) {
 				}
 			}
 			var longest int
+			var mu sync.Mutex // forEachNode runs on every primary at once
 			err := b.forEachNode(ctx, func(ctx context.Context, c *redis.Client) error {
 				keys, err := c.Keys(ctx, "rl:hostile:*").Result()
+				mu.Lock()
+				defer mu.Unlock()
 				for _, k := range keys {
 					longest = max(longest, len(k))
 				}
