@@ -166,66 +166,69 @@ func BenchmarkAllowAll(b *testing.B) {
 	}
 }
 
-// TestPipelineNoScript flushes the script cache while many goroutines make
-// pipelined calls: no call fails, and each is charged once.
+// TestPipelineNoScript flushes the script cache repeatedly while many
+// goroutines make calls, one by one and pipelined: no call fails, and each is
+// charged once.
 func TestPipelineNoScript(t *testing.T) {
 	for _, b := range realBackends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			rec := newRecorder()
-			l := mustNew(t, b.newClient(t), Config{Name: "pipe-noscript", Limit: 1000, Period: time.Hour, Pipeline: 2, Observer: rec})
-			var wg sync.WaitGroup
-			var allowed atomic.Int64
-			stop := make(chan struct{})
-			go func() {
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-						b.flushScripts(t)
-						time.Sleep(time.Millisecond)
-					}
-				}
-			}()
-			for g := 0; g < 32; g++ {
-				wg.Add(1)
+		for _, pipeline := range []int{0, 2} {
+			t.Run(fmt.Sprintf("%s/pipeline=%d", b.name, pipeline), func(t *testing.T) {
+				rec := newRecorder()
+				l := mustNew(t, b.newClient(t), Config{Name: fmt.Sprint("pipe-noscript-", pipeline), Limit: 1000, Period: time.Hour, Pipeline: pipeline, Observer: rec})
+				var wg sync.WaitGroup
+				var allowed atomic.Int64
+				stop := make(chan struct{})
 				go func() {
-					defer wg.Done()
-					for i := 0; i < 20; i++ {
-						r, err := l.Allow(context.Background(), fmt.Sprint("k", i%3))
-						if err != nil {
-							t.Error(err)
+					for {
+						select {
+						case <-stop:
 							return
-						}
-						if r.Allowed {
-							allowed.Add(1)
+						default:
+							b.flushScripts(t)
+							time.Sleep(time.Millisecond)
 						}
 					}
 				}()
-			}
-			wg.Wait()
-			close(stop)
-			if allowed.Load() != 640 {
-				t.Fatalf("%d admitted, want all 640", allowed.Load())
-			}
-			var charged int
-			for i := 0; i < 3; i++ {
-				r := res(t, l, fmt.Sprint("k", i))
-				charged += 1000 - r.Remaining
-			}
-			if charged != 640 {
-				t.Errorf("%d units charged for 640 calls", charged)
-			}
-			reloads := 0
-			for _, e := range rec.drain() {
-				if e.ScriptReloaded {
-					reloads++
+				for g := 0; g < 32; g++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := 0; i < 20; i++ {
+							r, err := l.Allow(context.Background(), fmt.Sprint("k", i%3))
+							if err != nil {
+								t.Error(err)
+								return
+							}
+							if r.Allowed {
+								allowed.Add(1)
+							}
+						}
+					}()
 				}
-			}
-			t.Logf("%d of 640 pipelined calls fell back to EVAL", reloads)
-			if reloads == 0 {
-				t.Error("no call saw NOSCRIPT: the flush did not interleave")
-			}
-		})
+				wg.Wait()
+				close(stop)
+				if allowed.Load() != 640 {
+					t.Fatalf("%d admitted, want all 640", allowed.Load())
+				}
+				var charged int
+				for i := 0; i < 3; i++ {
+					r := res(t, l, fmt.Sprint("k", i))
+					charged += 1000 - r.Remaining
+				}
+				if charged != 640 {
+					t.Errorf("%d units charged for 640 calls", charged)
+				}
+				reloads := 0
+				for _, e := range rec.drain() {
+					if e.ScriptReloaded {
+						reloads++
+					}
+				}
+				t.Logf("%d of 640 calls fell back to EVAL", reloads)
+				if reloads == 0 {
+					t.Error("no call saw NOSCRIPT: the flush did not interleave")
+				}
+			})
+		}
 	}
 }
