@@ -11,9 +11,14 @@
 //
 // Labels take values from small fixed sets (limiter name, algorithm, outcome,
 // error kind): never the rate-limit key.
+//
+// This is the only package of the module that imports client_golang, so
+// programs that do not import it never build Prometheus.
 package metrics
 
 import (
+	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -22,11 +27,24 @@ import (
 	"github.com/seed68425060/ratelimit"
 )
 
-// DefaultBuckets are the latency histogram's buckets in seconds: from 50µs,
-// where a loopback Redis answers, to 1s, past any sane Config.Timeout.
+// DefaultNamespace is the metric name prefix used unless WithNamespace says otherwise.
+const DefaultNamespace = "ratelimit"
+
+// DefaultBuckets are the latency histogram's default upper bounds in seconds:
+// from 50µs, where a loopback Redis answers, to 1s, past any sane
+// Config.Timeout. NewCollector copies them, so changing this variable later
+// does not change existing Collectors.
 var DefaultBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
 
-// Option configures a Collector.
+// errorKinds are the ratelimit.ErrorKind values whose series a limiter has from
+// its first event, at zero, so the first error of a kind shows in rate().
+var errorKinds = []string{
+	ratelimit.KindTimeout, ratelimit.KindCanceled, ratelimit.KindConnection, ratelimit.KindOOM,
+	ratelimit.KindBusy, ratelimit.KindLoading, ratelimit.KindUnavailable, ratelimit.KindDenied,
+	ratelimit.KindReply, ratelimit.KindOther,
+}
+
+// Option configures a Collector; see WithNamespace and WithBuckets.
 type Option func(*options)
 
 type options struct {
@@ -34,29 +52,44 @@ type options struct {
 	buckets   []float64
 }
 
-// WithNamespace sets the metric name prefix. The default is "ratelimit".
+// WithNamespace sets the metric name prefix: "auth" gives auth_decisions_total.
+// The default is DefaultNamespace ("ratelimit"); an empty namespace gives
+// unprefixed names (decisions_total). It must match [a-zA-Z_][a-zA-Z0-9_]*, or
+// registering the Collector fails.
 func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }
 
-// WithBuckets sets the latency histogram's buckets in seconds. The default is DefaultBuckets.
+// WithBuckets sets the latency histogram's upper bounds in seconds. NewCollector
+// copies them, sorts them, drops duplicates, NaN and +Inf (always implied); if
+// none are left it uses DefaultBuckets.
 func WithBuckets(b []float64) Option { return func(o *options) { o.buckets = b } }
 
-// Collector counts Limiter events as Prometheus series. It is safe for
-// concurrent use; Observe does not allocate once a limiter's series exist.
+// Collector counts Limiter events as Prometheus series. Create it with
+// NewCollector; the zero value is not usable. It is safe for concurrent use, and
+// Observe takes no lock and allocates nothing once a limiter's series exist,
+// except for an event that carries an error (ratelimit.ErrorKind may allocate).
 //
-// Series (with the default namespace):
+// Series, with the default namespace (limiter is Config.Name, algorithm is
+// Config.Algorithm.String()):
 //
-//	ratelimit_decisions_total{limiter,algorithm,outcome}  decisions of Allow, AllowN, Wait
-//	ratelimit_peeks_total{limiter,algorithm}                Peek and AllowN(…, 0) calls
-//	ratelimit_refunds_total{limiter,algorithm}              Refund calls
-//	ratelimit_redis_errors_total{limiter,algorithm,kind}    Redis errors by ratelimit.ErrorKind
-//	ratelimit_script_reloads_total{limiter,algorithm}       NOSCRIPT fallbacks to EVAL
-//	ratelimit_lockouts_total{limiter,algorithm}             lockouts started
-//	ratelimit_deny_cache_hits_total{limiter,algorithm}      denials answered by the local deny cache
-//	ratelimit_redis_duration_seconds{limiter,algorithm}     time in Redis per call (histogram)
+//	ratelimit_decisions_total{limiter,algorithm,outcome}  decisions of Allow, AllowN (n > 0) and Wait
+//	ratelimit_peeks_total{limiter,algorithm}              Peek and AllowN(…, 0) calls
+//	ratelimit_refunds_total{limiter,algorithm}            Refund calls
+//	ratelimit_redis_errors_total{limiter,algorithm,kind}  Redis errors by ratelimit.ErrorKind
+//	ratelimit_script_reloads_total{limiter,algorithm}     NOSCRIPT fallbacks to EVAL
+//	ratelimit_lockouts_total{limiter,algorithm}           lockouts started (Config.BlockFor)
+//	ratelimit_deny_cache_hits_total{limiter,algorithm}    decisions answered by the local deny cache
+//	ratelimit_redis_duration_seconds{limiter,algorithm}   time in Redis per call (histogram)
 //
-// outcome is one of allowed, denied, locked_out, failed_open, failed_closed
-// and error (ratelimit.Outcome.String); an explicit allowed count, so a deny
-// ratio needs no subtraction.
+// outcome is ratelimit.Outcome.String(): allowed, denied, locked_out,
+// failed_open, failed_closed, failed_local or error. Allowed calls have their
+// own series, so a deny ratio needs no subtraction. Peeks consume nothing and
+// are not decisions: they have their own counter, as do refunds, so a page
+// that peeks before it allows does not count twice. Every outcome and error
+// kind series of a limiter exists, at zero, from the limiter's first event.
+//
+// An event's Err counts as a Redis error only if the event spent time in Redis
+// (Duration > 0): the middleware reports OnError decisions with the error the
+// limiter has already reported, and errors of a key function are not Redis's.
 type Collector struct {
 	decisions *prometheus.CounterVec
 	peeks     *prometheus.CounterVec
@@ -79,16 +112,14 @@ type id struct {
 
 // series are one limiter's resolved counters, so Observe does no label lookups.
 type series struct {
-	outcomes []prometheus.Counter // by ratelimit.Outcome, every known outcome
+	outcomes []prometheus.Counter          // by ratelimit.Outcome, every known outcome
+	errs     map[string]prometheus.Counter // by kind, every kind in errorKinds; read only
 	peeks    prometheus.Counter
 	refunds  prometheus.Counter
 	reloads  prometheus.Counter
 	lockouts prometheus.Counter
 	cached   prometheus.Counter
 	latency  prometheus.Observer
-
-	mu   sync.Mutex // guards errs; errors are the rare path
-	errs map[string]prometheus.Counter
 }
 
 // maxOutcomes bounds the outcomes resolved up front (ratelimit.Outcome values
@@ -96,33 +127,56 @@ type series struct {
 const maxOutcomes = 32
 
 // NewCollector returns a Collector with no series yet; a limiter's series
-// appear with its first event.
+// appear with its first event. Register it with reg.MustRegister(c) on the
+// registry you serve; NewCollector itself registers nothing.
 func NewCollector(opts ...Option) *Collector {
-	o := options{namespace: "ratelimit", buckets: DefaultBuckets}
+	o := options{namespace: DefaultNamespace}
 	for _, f := range opts {
 		f(&o)
 	}
+	buckets := cleanBuckets(o.buckets)
+	if len(buckets) == 0 {
+		buckets = cleanBuckets(DefaultBuckets)
+	}
+	ns := o.namespace
 	lim := []string{"limiter", "algorithm"}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help},
+			append(slices.Clone(lim), labels...))
+	}
 	c := &Collector{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: o.namespace, Name: "decisions_total",
-			Help: "Rate-limit decisions (Allow, AllowN, Wait), by outcome."}, append(lim, "outcome")),
-		peeks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: o.namespace, Name: "peeks_total",
-			Help: "Peek calls (and AllowN with n = 0), which consume nothing."}, lim),
-		refunds: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: o.namespace, Name: "refunds_total",
-			Help: "Refund calls, which give units back."}, lim),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: o.namespace, Name: "redis_errors_total",
-			Help: "Calls that failed in Redis, by error kind (timeout, connection, oom, busy, loading, unavailable, noperm, reply, canceled, other)."}, append(lim, "kind")),
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: o.namespace, Name: "script_reloads_total",
-			Help: "Calls that found the script missing in Redis (NOSCRIPT) and sent it again with EVAL."}, lim),
-		lockouts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: o.namespace, Name: "lockouts_total",
-			Help: "Lockouts started (Config.BlockFor)."}, lim),
-		cached: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: o.namespace, Name: "deny_cache_hits_total",
-			Help: "Decisions answered by the local deny cache (Config.DenyCache), with no Redis round trip; also counted in decisions_total."}, lim),
-		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: o.namespace, Name: "redis_duration_seconds",
-			Help: "Time a call spent in Redis, NOSCRIPT fallback included.", Buckets: o.buckets}, lim),
+		decisions: counter("decisions_total",
+			"Rate-limit decisions of Allow, AllowN (n > 0) and Wait, by outcome (allowed, denied, locked_out, failed_open, failed_closed, failed_local, error).", "outcome"),
+		peeks: counter("peeks_total",
+			"Peek calls (and AllowN with n = 0), which consume nothing and are not counted as decisions."),
+		refunds: counter("refunds_total",
+			"Refund calls, which give units back."),
+		errors: counter("redis_errors_total",
+			"Calls that failed in Redis, by error kind (timeout, connection, oom, busy, loading, unavailable, noperm, reply, canceled, other).", "kind"),
+		reloads: counter("script_reloads_total",
+			"Calls that found the script missing in Redis (NOSCRIPT) and sent it again with EVAL."),
+		lockouts: counter("lockouts_total",
+			"Lockouts started (Config.BlockFor)."),
+		cached: counter("deny_cache_hits_total",
+			"Decisions answered by the local deny cache (Config.DenyCache) with no Redis round trip; also counted in decisions_total."),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "redis_duration_seconds",
+			Help: "Time a call spent in Redis, NOSCRIPT fallback included.", Buckets: buckets}, lim),
 	}
 	c.series.Store(&map[id]*series{})
 	return c
+}
+
+// cleanBuckets returns a sorted copy of b without duplicates, NaN or +Inf, so
+// the histogram never panics when a limiter's series are created.
+func cleanBuckets(b []float64) []float64 {
+	out := make([]float64, 0, len(b))
+	for _, x := range b {
+		if !math.IsNaN(x) && !math.IsInf(x, +1) {
+			out = append(out, x)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Describe implements prometheus.Collector.
@@ -143,7 +197,11 @@ func (c *Collector) vecs() []prometheus.Collector {
 	return []prometheus.Collector{c.decisions, c.peeks, c.refunds, c.errors, c.reloads, c.lockouts, c.cached, c.latency}
 }
 
-// Observe implements ratelimit.Observer.
+// Observe implements ratelimit.Observer: it counts one Event. It may be called
+// concurrently. A limiter's first event creates its series (under a lock that
+// Collect may hold briefly); after that Observe takes no lock, so it never
+// waits for a scrape. Duration goes into the latency histogram only when the
+// event spent time in Redis: deny-cache answers and middleware reports do not.
 func (c *Collector) Observe(e ratelimit.Event) {
 	s := c.seriesOf(e.Limiter, e.Algorithm)
 	switch e.Op {
@@ -154,8 +212,11 @@ func (c *Collector) Observe(e ratelimit.Event) {
 	default:
 		c.outcome(s, e).Inc()
 	}
-	if e.Err != nil {
-		c.errorCounter(s, e).Inc()
+	if e.Duration > 0 {
+		s.latency.Observe(e.Duration.Seconds())
+		if e.Err != nil {
+			c.errorCounter(s, e).Inc()
+		}
 	}
 	if e.ScriptReloaded {
 		s.reloads.Inc()
@@ -165,9 +226,6 @@ func (c *Collector) Observe(e ratelimit.Event) {
 	}
 	if e.Cached {
 		s.cached.Inc()
-	}
-	if e.Duration > 0 {
-		s.latency.Observe(e.Duration.Seconds())
 	}
 }
 
@@ -184,6 +242,7 @@ func (c *Collector) seriesOf(name string, alg ratelimit.Algorithm) *series {
 	}
 	a := alg.String()
 	s := &series{
+		errs:     make(map[string]prometheus.Counter, len(errorKinds)),
 		peeks:    c.peeks.WithLabelValues(name, a),
 		refunds:  c.refunds.WithLabelValues(name, a),
 		reloads:  c.reloads.WithLabelValues(name, a),
@@ -191,12 +250,14 @@ func (c *Collector) seriesOf(name string, alg ratelimit.Algorithm) *series {
 		cached:   c.cached.WithLabelValues(name, a),
 		latency:  c.latency.WithLabelValues(name, a),
 	}
-	// Every outcome's series exists from the start at zero, so rates, ratios
-	// and alerts work before the first denial or failure.
+	// Every outcome's and error kind's series exists from the start at zero, so
+	// rates, ratios and alerts work from the first denial, failure or error.
 	for o := ratelimit.Outcome(0); o < maxOutcomes && o.String() != "unknown"; o++ {
 		s.outcomes = append(s.outcomes, c.decisions.WithLabelValues(name, a, o.String()))
 	}
-	s.errs = map[string]prometheus.Counter{}
+	for _, kind := range errorKinds {
+		s.errs[kind] = c.errors.WithLabelValues(name, a, kind)
+	}
 	m := make(map[id]*series, len(old)+1)
 	for k, v := range old {
 		m[k] = v
@@ -206,6 +267,8 @@ func (c *Collector) seriesOf(name string, alg ratelimit.Algorithm) *series {
 	return s
 }
 
+// outcome is the decisions counter for e.Outcome; an outcome newer than this
+// package is looked up by label (slower, but counted).
 func (c *Collector) outcome(s *series, e ratelimit.Event) prometheus.Counter {
 	if int(e.Outcome) < len(s.outcomes) {
 		return s.outcomes[e.Outcome]
@@ -213,14 +276,12 @@ func (c *Collector) outcome(s *series, e ratelimit.Event) prometheus.Counter {
 	return c.decisions.WithLabelValues(e.Limiter, e.Algorithm.String(), e.Outcome.String())
 }
 
+// errorCounter is the errors counter for e.Err's kind; a kind newer than this
+// package is looked up by label.
 func (c *Collector) errorCounter(s *series, e ratelimit.Event) prometheus.Counter {
 	kind := ratelimit.ErrorKind(e.Err)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.errs[kind]
-	if !ok {
-		v = c.errors.WithLabelValues(e.Limiter, e.Algorithm.String(), kind)
-		s.errs[kind] = v
+	if v, ok := s.errs[kind]; ok {
+		return v
 	}
-	return v
+	return c.errors.WithLabelValues(e.Limiter, e.Algorithm.String(), kind)
 }
