@@ -1,6 +1,7 @@
 // Package faultproxy is a TCP proxy on loopback for fault tests: it forwards
-// bytes between clients and one server and can hold back the server's replies,
-// as a slow or broken network would, after the server has done the work.
+// bytes between clients and one server and can hold back the server's replies
+// or cut the connections, as a slow or broken network would, after the server
+// has done the work.
 package faultproxy
 
 import (
@@ -27,7 +28,18 @@ type Proxy struct {
 // link is one proxied connection.
 type link struct {
 	client, server net.Conn
-	delay          atomic.Int64 // server→client delay in ns, this connection only
+	delay          atomic.Int64  // server→client delay in ns, this connection only
+	cut            chan struct{} // closed when the link is cut: ends a pending delay
+	once           sync.Once
+}
+
+// close cuts the link on both sides.
+func (l *link) close() {
+	l.once.Do(func() {
+		close(l.cut)
+		l.client.Close()
+		l.server.Close()
+	})
 }
 
 // Start listens on a free 127.0.0.1 port and forwards to upstream.
@@ -57,18 +69,24 @@ func (p *Proxy) DelayOpenReplies(d time.Duration) {
 	}
 }
 
+// Cut closes every connection open now, on both sides, as a network failure
+// would: a client waiting for a reply reads EOF. The proxy keeps accepting.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.open {
+		l.close()
+	}
+	p.open = nil
+}
+
 // Conns returns how many client connections the proxy accepted.
 func (p *Proxy) Conns() int64 { return p.conns.Load() }
 
 // Close stops the proxy and cuts every connection.
 func (p *Proxy) Close() {
 	p.ln.Close()
-	p.mu.Lock()
-	for _, l := range p.open {
-		l.client.Close()
-		l.server.Close()
-	}
-	p.mu.Unlock()
+	p.Cut()
 	p.wg.Wait()
 }
 
@@ -85,7 +103,7 @@ func (p *Proxy) accept() {
 			continue
 		}
 		p.conns.Add(1)
-		l := &link{client: client, server: server}
+		l := &link{client: client, server: server, cut: make(chan struct{})}
 		p.mu.Lock()
 		p.open = append(p.open, l)
 		p.mu.Unlock()
@@ -103,7 +121,11 @@ func (p *Proxy) accept() {
 				n, err := server.Read(buf)
 				if n > 0 {
 					if d := time.Duration(max(p.delay.Load(), l.delay.Load())); d > 0 {
-						time.Sleep(d)
+						select {
+						case <-time.After(d):
+						case <-l.cut:
+							return
+						}
 					}
 					if _, werr := client.Write(buf[:n]); werr != nil {
 						return

@@ -147,6 +147,20 @@ func (c *Cluster) Primaries() []string {
 	return out
 }
 
+// ReplicaOf returns the address of a live replica of the primary at addr, or
+// "" if it has none.
+func (c *Cluster) ReplicaOf(primary string) string {
+	for _, n := range c.Nodes {
+		cl := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
+		role, err := cl.Do(context.Background(), "ROLE").Slice()
+		cl.Close()
+		if err == nil && len(role) > 2 && role[0] == "slave" && fmt.Sprintf("%v:%v", role[1], role[2]) == primary {
+			return n.Addr
+		}
+	}
+	return ""
+}
+
 // Node returns the node listening on addr.
 func (c *Cluster) Node(addr string) *Server {
 	for _, n := range c.Nodes {
