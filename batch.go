@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -120,6 +121,24 @@ func runGroup(ctx context.Context, group []*batchItem) {
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
+	if cc, ok := client.(*redis.ClusterClient); ok {
+		runOnPrimaries(ctx, rctx, cc, group)
+		return
+	}
+	pipelineGroup(ctx, rctx, client, p, group, nil)
+}
+
+// nodeRun collects, for a pipeline sent to one Cluster node, the items to
+// send again through the ClusterClient and whether the node looked gone.
+type nodeRun struct {
+	redirected []*batchItem // answered MOVED or ASK: never ran
+	sick       bool         // a connection error or no writable primary
+}
+
+// pipelineGroup sends group in one pipeline on client and finishes each item.
+// With run set (client is one Cluster node), items answered MOVED or ASK are
+// left unfinished in run.redirected.
+func pipelineGroup(ctx, rctx context.Context, client redis.Scripter, p pipeliner, group []*batchItem, run *nodeRun) {
 	start := time.Now()
 	cmds := make([]*redis.Cmd, len(group))
 	keys := make([][]string, len(group))
@@ -151,7 +170,56 @@ func runGroup(ctx context.Context, group []*batchItem) {
 	took := time.Since(start)
 	for i, it := range group {
 		reply, err := cmds[i].Result()
+		if run != nil && err != nil {
+			if isRedirect(err) {
+				run.redirected = append(run.redirected, it)
+				continue
+			}
+			if k := ErrorKind(err); k == KindConnection || k == KindUnavailable {
+				run.sick = true
+			}
+		}
 		it.res, it.err = it.l.finish(ctx, it.key, it.n, OpAllow, reply, err, reloaded[i], took)
+	}
+}
+
+// runOnPrimaries decides a group on a ClusterClient with one pipeline per
+// primary, each sent through that node's own client, which makes one attempt.
+// The ClusterClient's own pipelines are not used: after a cut connection they
+// send a node's whole pipeline again, running scripts that had already run
+// (see script.runOnPrimary). Items answered MOVED or ASK never ran and are
+// decided one by one through the ClusterClient, which follows the redirect.
+func runOnPrimaries(ctx, rctx context.Context, cc *redis.ClusterClient, group []*batchItem) {
+	byNode := map[*redis.Client][]*batchItem{}
+	var alone []*batchItem
+	for _, it := range group {
+		node, err := cc.MasterForKey(rctx, it.l.redisKey(it.key))
+		if err != nil {
+			alone = append(alone, it)
+			continue
+		}
+		byNode[node] = append(byNode[node], it)
+	}
+	runs := make([]nodeRun, len(byNode))
+	var wg sync.WaitGroup
+	i := 0
+	for node, items := range byNode {
+		wg.Add(1)
+		go func(run *nodeRun) {
+			defer wg.Done()
+			pipelineGroup(ctx, rctx, node, node, items, run)
+		}(&runs[i])
+		i++
+	}
+	wg.Wait()
+	for _, run := range runs {
+		if run.sick || len(run.redirected) > 0 {
+			cc.ReloadState(ctx)
+		}
+		alone = append(alone, run.redirected...)
+	}
+	for _, it := range alone {
+		it.res, it.err = it.l.call(ctx, it.key, it.n, OpAllow)
 	}
 }
 

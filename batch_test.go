@@ -36,12 +36,28 @@ func TestAllowAll(t *testing.T) {
 			hook := &countingHook{}
 			c := b.newClient(t)
 			c.AddHook(hook)
+			cc, cluster := c.(*redis.ClusterClient)
+			if cluster { // AllowAll pipelines to each primary through its node client
+				cc.OnNewNode(func(n *redis.Client) { n.AddHook(hook) })
+			}
 			rec := newRecorder()
 			ip := mustNew(t, c, Config{Name: "all.ip", Limit: 3, Period: time.Hour, Observer: rec})
 			user := mustNew(t, c, Config{Name: "all.user", Algorithm: SlidingWindow, Limit: 2, Period: time.Hour, Observer: rec})
 			pair := mustNew(t, c, Config{Name: "all.pair", Algorithm: LeakyBucket, Limit: 5, Period: time.Hour, BlockFor: time.Minute, Observer: rec})
 			ctx := context.Background()
 			reqs := []Request{{Limiter: ip, Key: "203.0.113.7"}, {Limiter: user, Key: "alice"}, {Limiter: pair, Key: "alice|203.0.113.7", N: 2}}
+			nodes := 1 // pipelines per round trip: one per primary on a cluster
+			if cluster {
+				primaries := map[string]bool{}
+				for _, r := range reqs {
+					addr, err := masterOf(ctx, cc, r.Limiter.redisKey(r.Key))
+					if err != nil {
+						t.Fatal(err)
+					}
+					primaries[addr] = true
+				}
+				nodes = len(primaries)
+			}
 			want := [][3]bool{{true, true, true}, {true, true, true}, {true, false, false}}
 			for round, w := range want {
 				b.flushScripts(t) // every round starts with NOSCRIPT for all three
@@ -55,8 +71,8 @@ func TestAllowAll(t *testing.T) {
 						t.Errorf("round %d request %d: %+v, want allowed %v", round, i, res[i], w[i])
 					}
 				}
-				if p := hook.pipelines.Load() - before; p != 2 {
-					t.Errorf("round %d: %d pipelines, want 2 (EVALSHA, then EVAL for the NOSCRIPTs)", round, p)
+				if p := hook.pipelines.Load() - before; p != int64(2*nodes) {
+					t.Errorf("round %d: %d pipelines, want %d (EVALSHA, then EVAL for the NOSCRIPTs, on each of %d nodes)", round, p, 2*nodes, nodes)
 				}
 			}
 			ev := rec.drain()

@@ -65,6 +65,9 @@ func (s *script) digest(ctx context.Context, c redis.Scripter) string {
 // NOSCRIPT (some proxies put a prefix before it), one EVAL of the full source.
 // reloaded reports whether that fallback happened.
 func (s *script) run(ctx context.Context, c redis.Scripter, keys []string, args ...any) (reply any, reloaded bool, err error) {
+	if cc, ok := c.(*redis.ClusterClient); ok && len(keys) > 0 {
+		return s.runOnPrimary(ctx, cc, keys, args...)
+	}
 	var sha string
 	if p := s.sha.Load(); p != nil {
 		sha = *p
@@ -79,6 +82,48 @@ func (s *script) run(ctx context.Context, c redis.Scripter, keys []string, args 
 	}
 	reply, err = c.Eval(ctx, s.src, keys, args...).Result()
 	return reply, sha != "", err
+}
+
+// runOnPrimary runs the script on the primary that serves keys[0], through
+// that node's own client, which makes one attempt (the ClusterClient's
+// MaxRetries -1 is copied to its node clients). The ClusterClient itself is not
+// used for the first attempt: its redirect loop re-sends a command after a cut
+// connection, after which a script that ran would run again (one call charged
+// twice), and re-sends LOADING, CLUSTERDOWN and TRYAGAIN up to MaxRedirects
+// times. Only MOVED and ASK, which say the script did not run, go through the
+// ClusterClient, whose loop follows the redirect (only a connection cut on that
+// second, redirected attempt can still be re-sent). An error that may mean a
+// changed topology (a dead node, READONLY, CLUSTERDOWN) asks the ClusterClient
+// to reload its slot map in the background, so calls find a promoted replica
+// without waiting for the map to age out (10s).
+func (s *script) runOnPrimary(ctx context.Context, cc *redis.ClusterClient, keys []string, args ...any) (reply any, reloaded bool, err error) {
+	node, err := cc.MasterForKey(ctx, keys[0])
+	if err != nil {
+		cc.ReloadState(ctx)
+		return nil, false, err
+	}
+	reply, reloaded, err = s.run(ctx, node, keys, args...)
+	switch {
+	case err == nil:
+		return reply, reloaded, nil
+	case isRedirect(err):
+		cc.ReloadState(ctx)
+		return s.run(ctx, redirecting{cc}, keys, args...)
+	case ErrorKind(err) == KindConnection || ErrorKind(err) == KindUnavailable:
+		cc.ReloadState(ctx)
+	}
+	return reply, reloaded, err
+}
+
+// redirecting hides a ClusterClient's type from run, so that run sends through
+// the ClusterClient's redirect loop.
+type redirecting struct{ redis.Scripter }
+
+// isRedirect reports whether err is a MOVED or ASK redirection: the node that
+// answered does not serve the key, and the script did not run.
+func isRedirect(err error) bool {
+	msg := err.Error()
+	return strings.HasPrefix(msg, "MOVED ") || strings.HasPrefix(msg, "ASK ")
 }
 
 func isNoScript(err error) bool {
