@@ -1,7 +1,6 @@
 package ratelimit
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -197,75 +196,6 @@ func TestClusterCutPipelineCharges(t *testing.T) {
 	}
 }
 
-// fakeClusterNode is a one-node "cluster" that serves every slot and answers
-// every EVAL and EVALSHA with one error, counting them.
-type fakeClusterNode struct {
-	reply string
-	evals atomic.Int64
-	ln    net.Listener
-}
-
-func startFakeClusterNode(t *testing.T, reply string) *fakeClusterNode {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeClusterNode{reply: reply, ln: ln}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go f.serve(conn)
-		}
-	}()
-	return f
-}
-
-func (f *fakeClusterNode) serve(conn net.Conn) {
-	defer conn.Close()
-	host, port, _ := net.SplitHostPort(f.ln.Addr().String())
-	r := bufio.NewReader(conn)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return
-		}
-		n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "*")))
-		var args []string
-		for i := 0; i < n; i++ {
-			if _, err := r.ReadString('\n'); err != nil { // $len
-				return
-			}
-			arg, err := r.ReadString('\n')
-			if err != nil {
-				return
-			}
-			args = append(args, strings.ToUpper(strings.TrimSpace(arg)))
-		}
-		switch {
-		case len(args) == 0:
-			return
-		case args[0] == "EVAL" || args[0] == "EVALSHA":
-			f.evals.Add(1)
-			fmt.Fprintf(conn, "-%s\r\n", f.reply)
-		case args[0] == "CLUSTER" && len(args) > 1 && args[1] == "SLOTS":
-			fmt.Fprintf(conn, "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$%d\r\n%s\r\n:%s\r\n", len(host), host, port)
-		case args[0] == "COMMAND": // the two commands a limiter sends (Redis 5 shape)
-			fmt.Fprint(conn, "*2\r\n")
-			for _, name := range []string{"eval", "evalsha"} {
-				fmt.Fprintf(conn, "*6\r\n$%d\r\n%s\r\n:-3\r\n*0\r\n:0\r\n:0\r\n:0\r\n", len(name), name)
-			}
-		case args[0] == "PING":
-			fmt.Fprint(conn, "+PONG\r\n")
-		default: // HELLO, CLIENT SETINFO: an old server
-			fmt.Fprint(conn, "-ERR unknown command\r\n")
-		}
-	}
-}
-
 // TestClusterTransientErrorAttempts: on a ClusterClient each call sends one
 // script for the errors of a sick cluster, classified, whatever MaxRedirects
 // is. (go-redis's redirect loop would send LOADING, CLUSTERDOWN and TRYAGAIN
@@ -284,7 +214,7 @@ func TestClusterTransientErrorAttempts(t *testing.T) {
 	} {
 		for _, redirects := range []int{0, -1} {
 			t.Run(fmt.Sprintf("%s/MaxRedirects=%d", strings.Fields(tt.reply)[0], redirects), func(t *testing.T) {
-				f := startFakeClusterNode(t, tt.reply)
+				f := startFakeRedis(t, true, tt.reply)
 				cc := redis.NewClusterClient(&redis.ClusterOptions{
 					Addrs:                 []string{f.ln.Addr().String()},
 					MaxRetries:            -1,

@@ -328,18 +328,20 @@ func TestBusyIsNotRetried(t *testing.T) {
 }
 
 // fakeRedis answers every EVAL and EVALSHA with one error and counts them.
+// With cluster set it is a one-node cluster that serves every slot.
 type fakeRedis struct {
-	reply string
-	evals atomic.Int64
-	ln    net.Listener
+	reply   string
+	cluster bool
+	evals   atomic.Int64
+	ln      net.Listener
 }
 
-func startFakeRedis(t *testing.T, reply string) *fakeRedis {
+func startFakeRedis(t *testing.T, cluster bool, reply string) *fakeRedis {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeRedis{reply: reply, ln: ln}
+	f := &fakeRedis{reply: reply, cluster: cluster, ln: ln}
 	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
@@ -355,6 +357,7 @@ func startFakeRedis(t *testing.T, reply string) *fakeRedis {
 
 func (f *fakeRedis) serve(conn net.Conn) {
 	defer conn.Close()
+	host, port, _ := net.SplitHostPort(f.ln.Addr().String())
 	r := bufio.NewReader(conn)
 	for {
 		line, err := r.ReadString('\n')
@@ -371,16 +374,22 @@ func (f *fakeRedis) serve(conn net.Conn) {
 			if err != nil {
 				return
 			}
-			args = append(args, strings.TrimSpace(arg))
+			args = append(args, strings.ToUpper(strings.TrimSpace(arg)))
 		}
-		if len(args) == 0 {
+		switch {
+		case len(args) == 0:
 			return
-		}
-		switch strings.ToUpper(args[0]) {
-		case "EVAL", "EVALSHA":
+		case args[0] == "EVAL" || args[0] == "EVALSHA":
 			f.evals.Add(1)
 			fmt.Fprintf(conn, "-%s\r\n", f.reply)
-		case "PING":
+		case f.cluster && args[0] == "CLUSTER" && len(args) > 1 && args[1] == "SLOTS":
+			fmt.Fprintf(conn, "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$%d\r\n%s\r\n:%s\r\n", len(host), host, port)
+		case f.cluster && args[0] == "COMMAND": // the two commands a limiter sends (Redis 5 shape)
+			fmt.Fprint(conn, "*2\r\n")
+			for _, name := range []string{"eval", "evalsha"} {
+				fmt.Fprintf(conn, "*6\r\n$%d\r\n%s\r\n:-3\r\n*0\r\n:0\r\n:0\r\n:0\r\n", len(name), name)
+			}
+		case args[0] == "PING":
 			fmt.Fprint(conn, "+PONG\r\n")
 		default: // HELLO, CLIENT SETINFO: an old server
 			fmt.Fprint(conn, "-ERR unknown command\r\n")
@@ -402,7 +411,7 @@ func TestTransientErrorsAreNotRetried(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(strings.Fields(tt.reply)[0], func(t *testing.T) {
-			f := startFakeRedis(t, tt.reply)
+			f := startFakeRedis(t, false, tt.reply)
 			c := redis.NewClient(redistest.Options(f.ln.Addr().String()))
 			defer c.Close()
 			l := mustNew(t, c, Config{Name: "sick", Limit: 10, Period: time.Hour})
