@@ -50,11 +50,13 @@ func AllowAll(ctx context.Context, reqs ...Request) (results []Result, errs []er
 		if n == 0 {
 			n = 1
 		}
-		items[i] = batchItem{l: r.Limiter, key: r.Key, n: n}
+		items[i] = batchItem{l: r.Limiter, n: n}
 		if r.Limiter == nil {
 			items[i].err = fmt.Errorf("ratelimit: AllowAll: request %d has no Limiter: %w", i, ErrInvalidConfig)
 		} else if n < 0 || n > r.Limiter.maxCost {
 			items[i].err = fmt.Errorf("ratelimit: %s: cost n = %d, must be between 0 and Burst (%d): %w", r.Limiter.cfg.Name, n, r.Limiter.maxCost, ErrInvalidCost)
+		} else {
+			items[i].rk = r.Limiter.redisKey(r.Key)
 		}
 	}
 	// Group the valid requests by client; each group is one pipeline.
@@ -89,9 +91,9 @@ func AllowAll(ctx context.Context, reqs ...Request) (results []Result, errs []er
 
 // batchItem is one request of a batch and, after it ran, its answer.
 type batchItem struct {
-	l   *Limiter
-	key string
-	n   int
+	l  *Limiter
+	rk string // the Redis key (Limiter.redisKey)
+	n  int
 
 	res Result
 	err error
@@ -104,7 +106,7 @@ func runGroup(ctx context.Context, group []*batchItem) {
 	if !ok || len(group) == 1 {
 		for _, it := range group {
 			// Not AllowN: a coalesced call must not be queued again.
-			it.res, it.err = it.l.call(ctx, it.key, it.n, OpAllow)
+			it.res, it.err = it.l.call(ctx, it.rk, it.n, OpAllow)
 		}
 		return
 	}
@@ -144,7 +146,7 @@ func pipelineGroup(ctx, rctx context.Context, client redis.Scripter, p pipeliner
 	keys := make([][]string, len(group))
 	pipe := p.Pipeline()
 	for i, it := range group {
-		keys[i] = []string{it.l.redisKey(it.key)}
+		keys[i] = []string{it.rk}
 		if sha := it.l.script.digest(rctx, client); sha != "" {
 			cmds[i] = pipe.EvalSha(rctx, sha, keys[i], it.l.args(it.n, OpAllow)...)
 		} else {
@@ -179,7 +181,7 @@ func pipelineGroup(ctx, rctx context.Context, client redis.Scripter, p pipeliner
 				run.sick = true
 			}
 		}
-		it.res, it.err = it.l.finish(ctx, it.key, it.n, OpAllow, reply, err, reloaded[i], took)
+		it.res, it.err = it.l.finish(ctx, it.rk, it.n, OpAllow, reply, err, reloaded[i], took)
 	}
 }
 
@@ -193,7 +195,7 @@ func runOnPrimaries(ctx, rctx context.Context, cc *redis.ClusterClient, group []
 	byNode := map[*redis.Client][]*batchItem{}
 	var alone []*batchItem
 	for _, it := range group {
-		node, err := cc.MasterForKey(rctx, it.l.redisKey(it.key))
+		node, err := cc.MasterForKey(rctx, it.rk)
 		if err != nil {
 			alone = append(alone, it)
 			continue
@@ -219,7 +221,7 @@ func runOnPrimaries(ctx, rctx context.Context, cc *redis.ClusterClient, group []
 		alone = append(alone, run.redirected...)
 	}
 	for _, it := range alone {
-		it.res, it.err = it.l.call(ctx, it.key, it.n, OpAllow)
+		it.res, it.err = it.l.call(ctx, it.rk, it.n, OpAllow)
 	}
 }
 

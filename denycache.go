@@ -19,9 +19,9 @@ func newDenyCache(size int) *denyCache { return &denyCache{entries: newLRU[denyE
 
 // get returns the remembered denial of a call of cost n on key at now.
 func (c *denyCache) get(key string, n int, now time.Time) (r Result, hit bool) {
-	c.entries.do(key, func(e *denyEntry, ok bool) bool {
-		if !ok || !now.Before(e.until) {
-			return false // absent or expired
+	c.entries.update(key, func(e *denyEntry) bool {
+		if !now.Before(e.until) {
+			return false // expired
 		}
 		if e.locked || n >= e.n {
 			left := e.until.Sub(now)
@@ -37,16 +37,11 @@ func (c *denyCache) get(key string, n int, now time.Time) (r Result, hit bool) {
 
 // put remembers that Redis denied a call of cost n on key until until.
 func (c *denyCache) put(key string, n int, until time.Time, locked bool) {
-	c.entries.do(key, func(e *denyEntry, _ bool) bool {
-		*e = denyEntry{until: until, n: n, locked: locked}
-		return true
-	})
+	c.entries.put(key, denyEntry{until: until, n: n, locked: locked})
 }
 
 // forget drops key: its state changed on this instance (Refund, Lock, Reset).
-func (c *denyCache) forget(key string) {
-	c.entries.do(key, func(*denyEntry, bool) bool { return false })
-}
+func (c *denyCache) forget(key string) { c.entries.remove(key) }
 
 // len returns the number of keys remembered.
 func (c *denyCache) len() int { return c.entries.len() }

@@ -160,11 +160,12 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 	if n < 0 || n > l.maxCost {
 		return Result{}, fmt.Errorf("ratelimit: %s: cost n = %d, must be between 0 and Burst (%d): %w", l.cfg.Name, n, l.maxCost, ErrInvalidCost)
 	}
+	rk := l.redisKey(key)
 	if n == 0 {
-		return l.call(ctx, key, n, OpPeek)
+		return l.call(ctx, rk, n, OpPeek)
 	}
 	if l.denied != nil {
-		if r, ok := l.denied.get(l.redisKey(key), n, time.Now()); ok {
+		if r, ok := l.denied.get(rk, n, time.Now()); ok {
 			l.observe(Event{Outcome: r.Outcome, Op: OpAllow, Cached: true})
 			return r, nil
 		}
@@ -172,12 +173,12 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 	var r Result
 	var err error
 	if l.co != nil && l.now == nil {
-		r, err = l.co.allow(ctx, key, n)
+		r, err = l.co.allow(ctx, rk, n)
 	} else {
-		r, err = l.call(ctx, key, n, OpAllow)
+		r, err = l.call(ctx, rk, n, OpAllow)
 	}
 	if l.denied != nil && err == nil && !r.Allowed && r.RetryAfter > 0 && (r.Outcome == OutcomeDenied || r.Outcome == OutcomeLockedOut) {
-		l.denied.put(l.redisKey(key), n, time.Now().Add(r.RetryAfter), r.Locked)
+		l.denied.put(rk, n, time.Now().Add(r.RetryAfter), r.Locked)
 	}
 	return r, err
 }
@@ -185,7 +186,7 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 // Peek reports what Allow would answer now for key without consuming anything
 // and without writing to Redis (it never starts a lockout).
 func (l *Limiter) Peek(ctx context.Context, key string) (Result, error) {
-	return l.call(ctx, key, 1, OpPeek)
+	return l.call(ctx, l.redisKey(key), 1, OpPeek)
 }
 
 // Refund gives back n units that earlier calls on key consumed, for work that
@@ -197,20 +198,22 @@ func (l *Limiter) Refund(ctx context.Context, key string, n int) (Result, error)
 	if n < 0 || n > l.maxCost {
 		return Result{}, fmt.Errorf("ratelimit: %s: refund n = %d, must be between 0 and Burst (%d): %w", l.cfg.Name, n, l.maxCost, ErrInvalidCost)
 	}
+	rk := l.redisKey(key)
 	if l.denied != nil {
-		l.denied.forget(l.redisKey(key))
+		l.denied.forget(rk)
 	}
-	return l.call(ctx, key, n, OpRefund)
+	return l.call(ctx, rk, n, OpRefund)
 }
 
 // Reset deletes key's state, lockout included: the key is fresh again.
 func (l *Limiter) Reset(ctx context.Context, key string) error {
+	rk := l.redisKey(key)
 	if l.denied != nil {
-		l.denied.forget(l.redisKey(key))
+		l.denied.forget(rk)
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	ctx, cancel := l.deadline(ctx)
 	defer cancel()
-	_, _, err := l.reset.run(ctx, l.client, []string{l.redisKey(key)})
+	_, _, err := l.reset.run(ctx, l.client, []string{rk})
 	if err != nil {
 		return fmt.Errorf("ratelimit: %s: reset: %w", l.cfg.Name, err)
 	}
@@ -225,12 +228,13 @@ func (l *Limiter) Lock(ctx context.Context, key string, d time.Duration) error {
 	if d < time.Microsecond || d > maxSpan {
 		return fmt.Errorf("ratelimit: %s: lock duration %v, must be between 1µs and %v: %w", l.cfg.Name, d, maxSpan, ErrInvalidConfig)
 	}
+	rk := l.redisKey(key)
 	if l.denied != nil {
-		l.denied.forget(l.redisKey(key))
+		l.denied.forget(rk)
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	ctx, cancel := l.deadline(ctx)
 	defer cancel()
-	if _, _, err := l.lock.run(ctx, l.client, []string{l.redisKey(key)}, ceilMicros(d), l.nowArg()); err != nil {
+	if _, _, err := l.lock.run(ctx, l.client, []string{rk}, ceilMicros(d), l.nowArg()); err != nil {
 		return fmt.Errorf("ratelimit: %s: lock: %w", l.cfg.Name, err)
 	}
 	return nil
@@ -289,16 +293,17 @@ func (l *Limiter) WaitN(ctx context.Context, key string, n int) error {
 // modeArg is the scripts' ARGV[5] for each Op.
 var modeArg = [...]string{OpAllow: "0", OpPeek: "1", OpRefund: "2"}
 
-func (l *Limiter) call(ctx context.Context, key string, n int, op Op) (Result, error) {
+// call runs the algorithm's script on the Redis key rk (see redisKey).
+func (l *Limiter) call(ctx context.Context, rk string, n int, op Op) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
 	rctx, cancel := l.deadline(ctx)
 	start := time.Now()
-	reply, reloaded, err := l.script.run(rctx, l.client, []string{l.redisKey(key)}, l.args(n, op)...)
+	reply, reloaded, err := l.script.run(rctx, l.client, []string{rk}, l.args(n, op)...)
 	took := time.Since(start)
 	cancel()
-	return l.finish(ctx, key, n, op, reply, err, reloaded, took)
+	return l.finish(ctx, rk, n, op, reply, err, reloaded, took)
 }
 
 // deadline bounds a call by Config.Timeout, unless the caller's own deadline
@@ -320,7 +325,7 @@ func (l *Limiter) args(n int, op Op) []any {
 
 // finish decodes a script reply, applies the failure policy and tells the
 // observer. ctx is the caller's context.
-func (l *Limiter) finish(ctx context.Context, key string, n int, op Op, reply any, err error, reloaded bool, took time.Duration) (Result, error) {
+func (l *Limiter) finish(ctx context.Context, rk string, n int, op Op, reply any, err error, reloaded bool, took time.Duration) (Result, error) {
 	var res Result
 	if err == nil {
 		res, err = decode(reply)
@@ -328,7 +333,7 @@ func (l *Limiter) finish(ctx context.Context, key string, n int, op Op, reply an
 	if err != nil {
 		err = fmt.Errorf("ratelimit: %s: %w", l.cfg.Name, err)
 		if op != OpRefund {
-			res = l.onFailure(ctx, key, n, op)
+			res = l.onFailure(ctx, rk, n, op)
 		}
 	}
 	l.observe(Event{
@@ -355,13 +360,13 @@ func (l *Limiter) observe(e Event) {
 
 // onFailure is the Result the failure policy gives when Redis could not decide.
 // A caller whose own context ended gets its error back whatever the policy.
-func (l *Limiter) onFailure(ctx context.Context, key string, n int, op Op) Result {
+func (l *Limiter) onFailure(ctx context.Context, rk string, n int, op Op) Result {
 	if ctx.Err() != nil {
 		return Result{}
 	}
 	switch l.cfg.OnFailure {
 	case FailLocal:
-		return l.local.decide(l.redisKey(key), n, op)
+		return l.local.decide(rk, n, op)
 	case FailOpen:
 		return Result{Allowed: true, Outcome: OutcomeFailedOpen}
 	case FailClosed:

@@ -32,14 +32,18 @@ func newLocalLimiter(cfg Config) *localLimiter {
 // decide answers a call of cost n on key in this process.
 func (l *localLimiter) decide(key string, n int, op Op) Result {
 	var rep reply
-	l.keys.do(key, func(m **model, ok bool) bool {
-		if !ok {
-			fresh := l.proto
-			*m = &fresh
-		}
-		rep = (*m).step(time.Now().UnixMicro(), int64(n), op)
+	now := time.Now().UnixMicro()
+	found := l.keys.update(key, func(m **model) bool {
+		rep = (*m).step(now, int64(n), op)
 		return true
 	})
+	if !found {
+		// Two callers may both miss and both put: the later fresh key wins,
+		// which only forgets an instant of local state.
+		m := l.proto
+		rep = m.step(now, int64(n), op)
+		l.keys.put(key, &m)
+	}
 	return Result{
 		Allowed:     rep.allowed,
 		Outcome:     OutcomeFailedLocal,

@@ -6,7 +6,7 @@ import (
 )
 
 // lru is a map of at most size keys that drops the least recently used key
-// first. Safe for concurrent use; do runs fn under its lock.
+// first. Safe for concurrent use; update runs fn under its lock.
 type lru[V any] struct {
 	mu    sync.Mutex
 	size  int
@@ -23,32 +23,45 @@ func newLRU[V any](size int) *lru[V] {
 	return &lru[V]{size: size, order: list.New(), byKey: make(map[string]*list.Element)}
 }
 
-// do calls fn with key's value (the zero V and false if absent). fn may change
-// the value; keep reports whether to store it, and false removes the key.
-func (c *lru[V]) do(key string, fn func(v *V, ok bool) (keep bool)) {
+// update calls fn with a pointer to key's value, in place, under the lock, and
+// reports whether key was present (fn is not called if not). fn returns false
+// to remove the key. A hit allocates nothing.
+func (c *lru[V]) update(key string, fn func(v *V) (keep bool)) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.byKey[key]
-	var v V
-	if ok {
-		v = el.Value.(*lruEntry[V]).val
+	if !ok {
+		return false
 	}
-	keep := fn(&v, ok)
-	switch {
-	case !keep && ok:
+	if fn(&el.Value.(*lruEntry[V]).val) {
+		c.order.MoveToFront(el)
+	} else {
 		c.order.Remove(el)
 		delete(c.byKey, key)
-	case keep && ok:
+	}
+	return true
+}
+
+// put stores v for key, dropping the least recently used key when full.
+func (c *lru[V]) put(key string, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.byKey[key]; ok {
 		el.Value.(*lruEntry[V]).val = v
 		c.order.MoveToFront(el)
-	case keep:
-		if c.order.Len() >= c.size {
-			oldest := c.order.Back()
-			c.order.Remove(oldest)
-			delete(c.byKey, oldest.Value.(*lruEntry[V]).key)
-		}
-		c.byKey[key] = c.order.PushFront(&lruEntry[V]{key: key, val: v})
+		return
 	}
+	if c.order.Len() >= c.size {
+		oldest := c.order.Back()
+		c.order.Remove(oldest)
+		delete(c.byKey, oldest.Value.(*lruEntry[V]).key)
+	}
+	c.byKey[key] = c.order.PushFront(&lruEntry[V]{key: key, val: v})
+}
+
+// remove drops key.
+func (c *lru[V]) remove(key string) {
+	c.update(key, func(*V) bool { return false })
 }
 
 // len returns the number of keys.

@@ -27,11 +27,12 @@ type pending struct {
 	done chan struct{}
 }
 
-func (c *coalescer) allow(ctx context.Context, key string, n int) (Result, error) {
+// allow decides a call of cost n on the Redis key rk.
+func (c *coalescer) allow(ctx context.Context, rk string, n int) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	p := &pending{batchItem: batchItem{l: c.l, key: key, n: n}, done: make(chan struct{})}
+	p := &pending{batchItem: batchItem{l: c.l, rk: rk, n: n}, done: make(chan struct{})}
 	c.mu.Lock()
 	c.queue = append(c.queue, p)
 	var batch []*pending
