@@ -122,14 +122,30 @@ func mustNew(t testing.TB, c redis.Scripter, cfg Config) *Limiter {
 	return l
 }
 
-// recorder is an Observer that keeps every Event.
+// recorder is an Observer that keeps every Event, up to 65,536. It never
+// blocks the limiter: events beyond that are counted, and the test fails.
 type recorder struct {
-	events chan Event
+	events  chan Event
+	dropped atomic.Int64
 }
 
-func newRecorder() *recorder { return &recorder{events: make(chan Event, 1<<16)} }
+func newRecorder(t testing.TB) *recorder {
+	r := &recorder{events: make(chan Event, 1<<16)}
+	t.Cleanup(func() {
+		if n := r.dropped.Load(); n > 0 {
+			t.Errorf("the test's recorder was full and dropped %d events", n)
+		}
+	})
+	return r
+}
 
-func (r *recorder) Observe(e Event) { r.events <- e }
+func (r *recorder) Observe(e Event) {
+	select {
+	case r.events <- e:
+	default:
+		r.dropped.Add(1)
+	}
+}
 
 func (r *recorder) drain() []Event {
 	var out []Event

@@ -40,7 +40,7 @@ func TestAllowAll(t *testing.T) {
 			if cluster { // AllowAll pipelines to each primary through its node client
 				cc.OnNewNode(func(n *redis.Client) { n.AddHook(hook) })
 			}
-			rec := newRecorder()
+			rec := newRecorder(t)
 			ip := mustNew(t, c, Config{Name: "all.ip", Limit: 3, Period: time.Hour, Observer: rec})
 			user := mustNew(t, c, Config{Name: "all.user", Algorithm: SlidingWindow, Limit: 2, Period: time.Hour, Observer: rec})
 			pair := mustNew(t, c, Config{Name: "all.pair", Algorithm: LeakyBucket, Limit: 5, Period: time.Hour, BlockFor: time.Minute, Observer: rec})
@@ -189,7 +189,7 @@ func TestPipelineNoScript(t *testing.T) {
 	for _, b := range realBackends(t) {
 		for _, pipeline := range []int{0, 2} {
 			t.Run(fmt.Sprintf("%s/pipeline=%d", b.name, pipeline), func(t *testing.T) {
-				rec := newRecorder()
+				rec := newRecorder(t)
 				l := mustNew(t, b.newClient(t), Config{Name: fmt.Sprint("pipe-noscript-", pipeline), Limit: 1000, Period: time.Hour, Pipeline: pipeline, Observer: rec})
 				var wg sync.WaitGroup
 				var allowed atomic.Int64

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,7 +125,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Stop()
-	rec := newRecorder()
+	rec := newRecorder(t)
 	cc := c.Client(t)
 	const limit = 200
 	l := mustNew(t, cc, Config{Name: "failover", Limit: limit, Period: time.Hour, Timeout: 300 * time.Millisecond, Observer: rec})
@@ -146,71 +145,10 @@ func TestClusterFailover(t *testing.T) {
 		}
 	}
 
-	var admitted [8]atomic.Int64
-	var errCount, okCount atomic.Int64
-	var lastOK atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				k := (w + i) % len(keys)
-				r, err := l.Allow(ctx, keys[k])
-				now := time.Now().UnixNano()
-				if err != nil {
-					errCount.Add(1)
-					time.Sleep(5 * time.Millisecond)
-					continue
-				}
-				okCount.Add(1)
-				lastOK.Store(now)
-				if r.Allowed {
-					admitted[k].Add(1)
-				}
-			}
-		}()
-	}
-	time.Sleep(300 * time.Millisecond)
-	killedAt := time.Now()
-	c.Node(victim).Kill()
-	// Wait for decisions to resume on the promoted replica.
-	resumed := time.Time{}
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if lo := lastOK.Load(); lo > killedAt.Add(100*time.Millisecond).UnixNano() && errCount.Load() > 0 {
-			resumed = time.Unix(0, lo)
-			break
-		}
-	}
-	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if resumed.IsZero() {
-		t.Fatalf("decisions did not resume within 20s of killing primary %s (%d errors)", victim, errCount.Load())
-	}
-	reloads := 0
-	for _, e := range rec.drain() {
-		if e.ScriptReloaded && e.Err == nil {
-			reloads++
-		}
-	}
-	var over int64
-	for i := range keys {
-		if a := admitted[i].Load(); a > limit {
-			over += a - limit
-		}
-	}
+	run := runFailover(t, l, rec, keys, 16, func() { c.Node(victim).Kill() })
+	over := run.over(limit)
 	t.Logf("failover: primary %s killed; decisions resumed after %v; %d calls failed (policy FailError) and %d succeeded; %d NOSCRIPT fallbacks; over-admission %d units over %d keys of limit %d (writes lost with the primary)",
-		victim, resumed.Sub(killedAt).Round(time.Millisecond), errCount.Load(), okCount.Load(), reloads, over, len(keys), limit)
-	if reloads == 0 {
-		t.Error("no call fell back to EVAL on the promoted replica")
-	}
+		victim, run.resumedAfter, run.failed, run.ok, run.reloads, over, len(keys), limit)
 	// Lost writes are bounded by what the replica had not yet received.
 	if over > int64(len(keys))*limit/2 {
 		t.Errorf("over-admission %d units: more than half the budget of every key", over)

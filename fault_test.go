@@ -127,7 +127,7 @@ func TestRestartMidTraffic(t *testing.T) {
 					continue
 				}
 				if outage.Load() {
-					if d > int64ToDuration(slowest.Load()) {
+					if d > time.Duration(slowest.Load()) {
 						slowest.Store(int64(d))
 					}
 					if r.Outcome == OutcomeFailedClosed {
@@ -151,7 +151,7 @@ func TestRestartMidTraffic(t *testing.T) {
 	if failedClosed.Load() == 0 {
 		t.Error("no call failed closed during the outage")
 	}
-	if d := int64ToDuration(slowest.Load()); d > timeout+margin {
+	if d := time.Duration(slowest.Load()); d > timeout+margin {
 		t.Errorf("slowest call during the outage took %v, want within %v + %v", d, timeout, margin)
 	}
 	// After many failed dials go-redis's pool stops dialing and retries on its
@@ -175,8 +175,6 @@ func TestRestartMidTraffic(t *testing.T) {
 		t.Error("the first call after the restart did not fall back to EVAL (the script cache is empty)")
 	}
 }
-
-func int64ToDuration(v int64) time.Duration { return time.Duration(v) }
 
 // TestPausedAndSlowRedis: with Redis paused (CLIENT PAUSE) or asleep (DEBUG
 // SLEEP), every call returns within its deadline plus a margin, under the
@@ -212,7 +210,7 @@ func TestPausedAndSlowRedis(t *testing.T) {
 					start := time.Now()
 					r, err := l.Allow(ctx, "k"+strconv.Itoa(g))
 					d := time.Since(start)
-					if d > int64ToDuration(slowest.Load()) {
+					if d > time.Duration(slowest.Load()) {
 						slowest.Store(int64(d))
 					}
 					if err == nil && r.Outcome == OutcomeFailedOpen {
@@ -221,7 +219,7 @@ func TestPausedAndSlowRedis(t *testing.T) {
 				}()
 			}
 			wg.Wait()
-			if d := int64ToDuration(slowest.Load()); d > timeout+margin {
+			if d := time.Duration(slowest.Load()); d > timeout+margin {
 				t.Errorf("slowest call took %v, want within %v + %v", d, timeout, margin)
 			}
 			if open.Load() == 0 {
@@ -261,7 +259,7 @@ func TestOOMLeavesNoHalfState(t *testing.T) {
 	ctx := context.Background()
 	for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
 		t.Run(alg.String(), func(t *testing.T) {
-			rec := newRecorder()
+			rec := newRecorder(t)
 			l := mustNew(t, c, Config{Name: "oom-" + alg.String(), Algorithm: alg, Limit: 3, Period: time.Hour, BlockFor: time.Hour, OnFailure: FailClosed, Observer: rec})
 			l.Allow(ctx, "k")
 			l.Allow(ctx, "k")

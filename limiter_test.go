@@ -375,7 +375,7 @@ func TestNoScriptFallback(t *testing.T) {
 	for _, b := range backends(t) {
 		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
 			t.Run(b.name+"/"+alg.String(), func(t *testing.T) {
-				rec := newRecorder()
+				rec := newRecorder(t)
 				l := mustNew(t, b.client, Config{Name: "noscript-" + alg.String(), Algorithm: alg, Limit: 10, Period: time.Minute, Observer: rec})
 				ctx := context.Background()
 				for i := 0; i < 4; i++ {
@@ -465,7 +465,7 @@ func TestRunnerFallback(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := &fakeScripter{shaErr: tt.shaErr, evalErr: tt.evalErr, reply: okReply}
-			rec := newRecorder()
+			rec := newRecorder(t)
 			l := mustNew(t, f, Config{Name: "fake", Limit: 5, Period: time.Second, Observer: rec})
 			_, err := l.Allow(context.Background(), "k")
 			if (err != nil) != tt.wantErr {
@@ -635,7 +635,7 @@ func TestFailurePolicies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.policy.String(), func(t *testing.T) {
-			rec := newRecorder()
+			rec := newRecorder(t)
 			l := mustNew(t, down, Config{Name: "down", Limit: 1, Period: time.Second, OnFailure: tt.policy, Observer: rec, Timeout: 200 * time.Millisecond})
 			r, err := l.Allow(context.Background(), "k")
 			if (err != nil) != tt.wantErr || r.Allowed != tt.allowed || (err == nil && r.Outcome != tt.want) {

@@ -19,7 +19,7 @@ func TestFailLocal(t *testing.T) {
 	ctx := context.Background()
 	for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
 		t.Run(alg.String(), func(t *testing.T) {
-			rec := newRecorder()
+			rec := newRecorder(t)
 			l := mustNew(t, down, Config{Name: "local", Algorithm: alg, Limit: 10, Period: time.Hour,
 				OnFailure: FailLocal, LocalInstances: 2, LocalKeys: 3, Observer: rec})
 			for i := 0; i < 6; i++ {

@@ -3,8 +3,6 @@ package ratelimit
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,7 +21,7 @@ import (
 // during the replication lag.
 func TestSentinelFailover(t *testing.T) {
 	s := redistest.StartSentinel(t)
-	rec := newRecorder()
+	rec := newRecorder(t)
 	const limit = 100
 	l := mustNew(t, s.Client(t), Config{Name: "sentinel", Limit: limit, Period: time.Hour, Timeout: 300 * time.Millisecond, Observer: rec})
 	ctx := context.Background()
@@ -31,78 +29,21 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const keys = 8
-	var admitted [keys]atomic.Int64
-	var errCount, okCount, lastOK atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
+	keys := make([]string, 8)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("id-%d", i)
+	}
 	s.Link.DelayReplies(time.Hour) // from now on the replica receives nothing
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				k := (w + i) % keys
-				r, err := l.Allow(ctx, fmt.Sprintf("id-%d", k))
-				if err != nil {
-					errCount.Add(1)
-					time.Sleep(5 * time.Millisecond)
-					continue
-				}
-				okCount.Add(1)
-				lastOK.Store(time.Now().UnixNano())
-				if r.Allowed {
-					admitted[k].Add(1)
-				}
-			}
-		}()
-	}
-	time.Sleep(300 * time.Millisecond)
-	killedAt := time.Now()
-	s.Primary.Kill()
-	s.Link.Cut() // the writes held back die with the primary
-	var duringLag int64
-	for i := range admitted {
-		duringLag += admitted[i].Load()
-	}
-	var resumed time.Time
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if lo := lastOK.Load(); lo > killedAt.Add(100*time.Millisecond).UnixNano() && errCount.Load() > 0 {
-			resumed = time.Unix(0, lo)
-			break
-		}
-	}
-	time.Sleep(300 * time.Millisecond)
-	close(stop)
-	wg.Wait()
-	if resumed.IsZero() {
-		t.Fatalf("decisions did not resume within 20s of killing the primary (%d errors)", errCount.Load())
-	}
+	run := runFailover(t, l, rec, keys, 8, func() {
+		s.Primary.Kill()
+		s.Link.Cut() // the writes held back die with the primary
+	})
 	if addr, err := s.MasterAddr(); err != nil || addr != s.Replica.Addr {
 		t.Errorf("Sentinel reports primary %q (%v), want the promoted replica %s", addr, err, s.Replica.Addr)
 	}
-	reloads := 0
-	for _, e := range rec.drain() {
-		if e.ScriptReloaded && e.Err == nil {
-			reloads++
-		}
-	}
-	var over int64
-	for i := range admitted {
-		if a := admitted[i].Load(); a > limit {
-			over += a - limit
-		}
-	}
+	over, duringLag := run.over(limit), run.admittedAtKill
 	t.Logf("sentinel failover with the replica lagging 300ms: decisions resumed after %v; %d calls failed (policy FailError) and %d succeeded; %d NOSCRIPT fallbacks; %d units admitted during the lag, over-admission %d units over %d keys of limit %d",
-		resumed.Sub(killedAt).Round(time.Millisecond), errCount.Load(), okCount.Load(), reloads, duringLag, over, keys, limit)
-	if reloads == 0 {
-		t.Error("no call fell back to EVAL on the promoted replica")
-	}
+		run.resumedAfter, run.failed, run.ok, run.reloads, duringLag, over, len(keys), limit)
 	if over > duringLag {
 		t.Errorf("over-admission %d units, more than the %d admitted during the replication lag", over, duringLag)
 	}

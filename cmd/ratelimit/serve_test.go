@@ -22,13 +22,19 @@ import (
 // newTestDemo returns the demo's handler on a miniredis, with flags args.
 func newTestDemo(t *testing.T, args ...string) (*httptest.Server, *demo) {
 	t.Helper()
+	return newTestDemoOn(t, miniredis.RunT(t), args...)
+}
+
+// newTestDemoOn is newTestDemo on a given miniredis, for tests that also run
+// a command against it.
+func newTestDemoOn(t *testing.T, m *miniredis.Miniredis, args ...string) (*httptest.Server, *demo) {
+	t.Helper()
 	var cfg serveConfig
 	fs := newFlagSet("serve")
 	cfg.register(fs)
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)
 	}
-	m := miniredis.RunT(t)
 	c := &conn{client: redis.NewClient(redistest.Options(m.Addr())), desc: "test"}
 	t.Cleanup(func() { c.client.Close() })
 	d, err := newDemo(c, cfg)

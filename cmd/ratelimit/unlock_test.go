@@ -2,34 +2,17 @@ package main
 
 import (
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
-
-	"github.com/seed68425060/ratelimit/internal/redistest"
 )
 
 // TestUnlockCommand locks the demo user out through /login, then unlocks it
 // with the unlock command: the right password works again at once.
 func TestUnlockCommand(t *testing.T) {
-	var cfg serveConfig
-	fs := newFlagSet("serve")
-	cfg.register(fs)
-	if err := fs.Parse([]string{"-login-limit", "2/15m"}); err != nil {
-		t.Fatal(err)
-	}
 	m := miniredis.RunT(t)
-	c := &conn{client: redis.NewClient(redistest.Options(m.Addr())), desc: "test"}
-	t.Cleanup(func() { c.client.Close() })
-	d, err := newDemo(c, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(d.handler())
-	t.Cleanup(srv.Close)
+	srv, _ := newTestDemoOn(t, m, "-login-limit", "2/15m")
 
 	for range 3 {
 		postLogin(t, srv.URL, formType, "username=demo&password=wrong")
