@@ -148,9 +148,9 @@ func pipelineGroup(ctx, rctx context.Context, client redis.Scripter, p pipeliner
 	for i, it := range group {
 		keys[i] = []string{it.rk}
 		if sha := it.l.script.digest(rctx, client); sha != "" {
-			cmds[i] = pipe.EvalSha(rctx, sha, keys[i], it.l.args(it.n, OpAllow)...)
+			cmds[i] = pipe.EvalSha(rctx, sha, keys[i], it.l.args(it.rk, it.n, OpAllow)...)
 		} else {
-			cmds[i] = pipe.Eval(rctx, it.l.script.src, keys[i], it.l.args(it.n, OpAllow)...)
+			cmds[i] = pipe.Eval(rctx, it.l.script.src, keys[i], it.l.args(it.rk, it.n, OpAllow)...)
 		}
 	}
 	_, _ = pipe.Exec(rctx) // each command carries its own error
@@ -163,7 +163,7 @@ func pipelineGroup(ctx, rctx context.Context, client redis.Scripter, p pipeliner
 				again = p.Pipeline()
 			}
 			reloaded[i] = true
-			cmds[i] = again.Eval(rctx, group[i].l.script.src, keys[i], group[i].l.args(group[i].n, OpAllow)...)
+			cmds[i] = again.Eval(rctx, group[i].l.script.src, keys[i], group[i].l.args(group[i].rk, group[i].n, OpAllow)...)
 		}
 	}
 	if again != nil {

@@ -81,9 +81,10 @@ func BenchmarkRedisKey(b *testing.B) {
 }
 
 func BenchmarkDecode(b *testing.B) {
+	l := mustNew(b, &fakeScripter{}, Config{Name: "bench", Limit: 1, Period: time.Second})
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := decode(okReply); err != nil {
+		if _, err := l.shape.decode(okReply, 1, OpAllow); err != nil {
 			b.Fatal(err)
 		}
 	}

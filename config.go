@@ -104,19 +104,26 @@ type Config struct {
 	// Limit and Period set the sustained rate: Limit events per Period. Both are
 	// required and must be positive; Period/Limit must be at least 1µs. The
 	// buckets space events Period/Limit apart, rounded up to the microsecond, so
-	// the rate is never faster than configured.
+	// the rate is never faster than configured. SlidingWindow needs a whole
+	// number of milliseconds for Period.
+	//
+	// The scripts read time from Redis's millisecond clock (a key's expiry), so
+	// every decision is exact on that clock and may be up to 1ms late on a
+	// finer one: never early, never more admissions than the limit.
 	Limit  int
 	Period time.Duration
 
 	// Burst is the capacity: how many events can be admitted at once after a
-	// quiet spell (TokenBucket, LeakyBucket). If zero, Burst is Limit. For
-	// SlidingWindow it must be zero or equal to Limit.
+	// quiet spell (TokenBucket, LeakyBucket). If zero, Burst is Limit. A
+	// bucket must hold at least 1ms of events (Burst × Period/Limit >= 1ms),
+	// since time moves in whole milliseconds. For SlidingWindow it must be
+	// zero or equal to Limit.
 	Burst int
 
-	// BlockFor, if positive, locks a key for BlockFor after a denied call: every
-	// call on the key is denied until the lock ends, with RetryAfter set to the
-	// rest of the lock. After the lock the key is fresh. Sub-second values work
-	// (microsecond resolution). Zero means no lockout. Peek never starts a lock.
+	// BlockFor, if positive, locks a key for BlockFor, rounded up to the
+	// millisecond, after a denied call: every call on the key is denied until
+	// the lock ends, with RetryAfter set to the rest of the lock. After the
+	// lock the key is fresh. Zero means no lockout. Peek never starts a lock.
 	BlockFor time.Duration
 
 	// KeyPrefix starts every Redis key of this limiter. If empty, it is
@@ -203,9 +210,18 @@ func (c *Config) normalize() error {
 		c.Burst = c.Limit
 	}
 	if c.Burst > 0 && c.Limit >= 1 && c.Period > 0 && c.Period <= maxSpan {
-		if iv := intervalMicros(c.Limit, c.Period); iv > 0 && int64(c.Burst) > int64(maxSpan/time.Microsecond)/iv {
+		iv := intervalMicros(c.Limit, c.Period)
+		switch {
+		case iv > 0 && int64(c.Burst) > int64(maxSpan/time.Microsecond)/iv:
 			errs = append(errs, configError("Config.Burst = %d at one event per %v spans more than %v", c.Burst, time.Duration(iv)*time.Microsecond, maxSpan))
+		case c.Algorithm != SlidingWindow && int64(c.Burst)*iv < 1000:
+			// Time moves in whole ms (see the scripts): a bucket that fills in
+			// less would admit at most Burst per ms, below the configured rate.
+			errs = append(errs, configError("Config.Burst = %d at one event per %v holds under 1ms of events, and Redis's clock moves in whole milliseconds: Burst must be at least %d", c.Burst, time.Duration(iv)*time.Microsecond, ceilDiv(1000, iv)))
 		}
+	}
+	if c.Algorithm == SlidingWindow && c.Period > 0 && c.Period%time.Millisecond != 0 {
+		errs = append(errs, configError("Config.Period = %v, must be a whole number of milliseconds for SlidingWindow", c.Period))
 	}
 	switch {
 	case c.BlockFor < 0:

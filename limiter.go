@@ -23,17 +23,10 @@ var (
 // resetLua deletes a limiter key. KEYS[1]: the key. Reply: the number of keys deleted.
 const resetLua = "return redis.call('DEL', KEYS[1])"
 
-// lockLua locks a limiter key: every algorithm reads "-<end µs>" as a lock.
-// KEYS[1]: the key. ARGV[1]: lock length in µs (>= 1). ARGV[2]: now in µs
-// (tests only) or "" for Redis TIME. Reply: 1.
-const lockLua = `local now = tonumber(ARGV[2])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local d = tonumber(ARGV[1])
-redis.call('SET', KEYS[1], string.format('-%d', now + d), 'PX', math.ceil(d / 1000))
-return 1`
+// lockLua locks a limiter key: every algorithm reads a value of 2^59 or more
+// (lockValue) as a lock that lasts as long as the key. KEYS[1]: the key.
+// ARGV[1]: lock length in ms (>= 1). Reply: OK.
+const lockLua = "return redis.call('SET', KEYS[1], '1152921504606846976', 'PX', ARGV[1])"
 
 // Result is the answer to one call. A denial is a Result with Allowed false,
 // not an error.
@@ -73,16 +66,17 @@ type Limiter struct {
 	script  *script
 	reset   *script
 	lock    *script
-	param   any   // ARGV[1]: interval (buckets) or period (window) in µs
-	cap     any   // ARGV[2]: Burst (buckets) or Limit (window)
-	block   any   // ARGV[4]: BlockFor in µs, rounded up
-	allow1  []any // ARGV for Allow: boxed once, shared read-only by every call
+	shape   shape
+	unitArg string // ARGV[1] of SlidingWindow: the period in ms
+	capArg  string // ARGV[2]: Burst × interval in µs (buckets) or Limit (window)
+	block   string // BlockFor in ms for ARGV, or "" without lockout
+	allow1  []any  // ARGV for Allow: boxed once, shared read-only by every call
 	maxCost int
 	co      *coalescer    // nil unless Config.Pipeline
 	denied  *denyCache    // nil unless Config.DenyCache
 	local   *localLimiter // nil unless FailLocal
 
-	now func() int64 // tests: fixed script time in µs; nil uses Redis TIME
+	pttl func(rk string) int64 // tests: the PTTL a script uses for rk; nil asks Redis
 }
 
 // New returns a Limiter that keeps its state in Redis through client, which may
@@ -108,9 +102,11 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 		keyHead: cfg.KeyPrefix + cfg.Name + ":{",
 		reset:   newScript(resetLua),
 		lock:    newScript(lockLua),
-		cap:     strconv.Itoa(cfg.Burst),
-		block:   strconv.FormatInt(ceilMicros(cfg.BlockFor), 10),
+		shape:   newShape(cfg.Algorithm, cfg.Limit, cfg.Burst, cfg.Period, cfg.BlockFor),
 		maxCost: cfg.Burst,
+	}
+	if l.shape.block > 0 {
+		l.block = strconv.FormatInt(l.shape.block, 10)
 	}
 	switch cfg.Algorithm {
 	case TokenBucket:
@@ -121,11 +117,18 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 		l.script = newScript(slidingWindowLua)
 	}
 	if cfg.Algorithm == SlidingWindow {
-		l.param = strconv.FormatInt(ceilMicros(cfg.Period), 10)
+		l.unitArg, l.capArg = strconv.FormatInt(l.shape.unit, 10), strconv.FormatInt(l.shape.limit, 10)
+		l.allow1 = []any{l.unitArg, l.capArg}
+		if l.block != "" {
+			l.allow1 = append(l.allow1, "1", l.block)
+		}
 	} else {
-		l.param = strconv.FormatInt(intervalMicros(cfg.Limit, cfg.Period), 10)
+		l.capArg = strconv.FormatInt(l.shape.capacity(), 10)
+		l.allow1 = []any{strconv.FormatInt(l.shape.unit, 10), l.capArg}
+		if l.block != "" {
+			l.allow1 = append(l.allow1, l.block)
+		}
 	}
-	l.allow1 = []any{l.param, l.cap, "1", l.block, modeArg[OpAllow], ""}
 	if cfg.OnFailure == FailLocal {
 		l.local = newLocalLimiter(cfg)
 	}
@@ -172,7 +175,7 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 	}
 	var r Result
 	var err error
-	if l.co != nil && l.now == nil {
+	if l.co != nil && l.pttl == nil {
 		r, err = l.co.allow(ctx, rk, n)
 	} else {
 		r, err = l.call(ctx, rk, n, OpAllow)
@@ -220,10 +223,11 @@ func (l *Limiter) Reset(ctx context.Context, key string) error {
 	return nil
 }
 
-// Lock locks key for d, replacing its state and any lock: every call is denied
-// until the lock ends, with RetryAfter set to the rest of it, and the key is
-// fresh afterwards. It serves operator bans and lockouts whose length the
-// caller computes (escalating lockouts). d must be between 1µs and 100 years.
+// Lock locks key for d, rounded up to the millisecond, replacing its state and
+// any lock: every call is denied until the lock ends, with RetryAfter set to
+// the rest of it, and the key is fresh afterwards. It serves operator bans and
+// lockouts whose length the caller computes (escalating lockouts). d must be
+// between 1µs and 100 years.
 func (l *Limiter) Lock(ctx context.Context, key string, d time.Duration) error {
 	if d < time.Microsecond || d > maxSpan {
 		return fmt.Errorf("ratelimit: %s: lock duration %v, must be between 1µs and %v: %w", l.cfg.Name, d, maxSpan, ErrInvalidConfig)
@@ -234,18 +238,10 @@ func (l *Limiter) Lock(ctx context.Context, key string, d time.Duration) error {
 	}
 	ctx, cancel := l.deadline(ctx)
 	defer cancel()
-	if _, _, err := l.lock.run(ctx, l.client, []string{rk}, ceilMicros(d), l.nowArg()); err != nil {
+	if _, _, err := l.lock.run(ctx, l.client, []string{rk}, strconv.FormatInt(ceilMillis(d), 10)); err != nil {
 		return fmt.Errorf("ratelimit: %s: lock: %w", l.cfg.Name, err)
 	}
 	return nil
-}
-
-// nowArg is the scripts' "now" argument: "" (Redis TIME) except in tests.
-func (l *Limiter) nowArg() string {
-	if l.now == nil {
-		return ""
-	}
-	return strconv.FormatInt(l.now(), 10)
 }
 
 // Wait is shorthand for WaitN(ctx, key, 1).
@@ -290,8 +286,8 @@ func (l *Limiter) WaitN(ctx context.Context, key string, n int) error {
 	}
 }
 
-// modeArg is the scripts' ARGV[5] for each Op.
-var modeArg = [...]string{OpAllow: "0", OpPeek: "1", OpRefund: "2"}
+// modeArg is the scripts' mode argument for each Op.
+var modeArg = [...]string{OpAllow: "", OpPeek: "p", OpRefund: "r"}
 
 // call runs the algorithm's script on the Redis key rk (see redisKey).
 func (l *Limiter) call(ctx context.Context, rk string, n int, op Op) (Result, error) {
@@ -300,7 +296,7 @@ func (l *Limiter) call(ctx context.Context, rk string, n int, op Op) (Result, er
 	}
 	rctx, cancel := l.deadline(ctx)
 	start := time.Now()
-	reply, reloaded, err := l.script.run(rctx, l.client, []string{rk}, l.args(n, op)...)
+	reply, reloaded, err := l.script.run(rctx, l.client, []string{rk}, l.args(rk, n, op)...)
 	took := time.Since(start)
 	cancel()
 	return l.finish(ctx, rk, n, op, reply, err, reloaded, took)
@@ -315,12 +311,29 @@ func (l *Limiter) deadline(ctx context.Context) (context.Context, context.Cancel
 	return context.WithTimeout(ctx, l.cfg.Timeout)
 }
 
-// args are the scripts' ARGV for a call (see the contract atop each .lua).
-func (l *Limiter) args(n int, op Op) []any {
-	if n == 1 && op == OpAllow && l.now == nil {
+// args are the script's ARGV for a call on the Redis key rk (see the
+// contract atop each .lua).
+func (l *Limiter) args(rk string, n int, op Op) []any {
+	if n == 1 && op == OpAllow && l.pttl == nil {
 		return l.allow1
 	}
-	return []any{l.param, l.cap, n, l.block, modeArg[op], l.nowArg()}
+	a := make([]any, 0, 6)
+	if l.cfg.Algorithm == SlidingWindow {
+		a = append(a, l.unitArg, l.capArg, strconv.Itoa(n))
+	} else {
+		a = append(a, strconv.FormatInt(int64(n)*l.shape.unit, 10), l.capArg)
+	}
+	block := ""
+	if op == OpAllow {
+		block = l.block
+	}
+	if block != "" || op != OpAllow || l.pttl != nil {
+		a = append(a, block, modeArg[op])
+	}
+	if l.pttl != nil {
+		a = append(a, strconv.FormatInt(l.pttl(rk), 10))
+	}
+	return a
 }
 
 // finish decodes a script reply, applies the failure policy and tells the
@@ -328,7 +341,7 @@ func (l *Limiter) args(n int, op Op) []any {
 func (l *Limiter) finish(ctx context.Context, rk string, n int, op Op, reply any, err error, reloaded bool, took time.Duration) (Result, error) {
 	var res Result
 	if err == nil {
-		res, err = decode(reply)
+		res, err = l.shape.decode(reply, int64(n), op)
 	}
 	if err != nil {
 		err = fmt.Errorf("ratelimit: %s: %w", l.cfg.Name, err)
@@ -373,45 +386,4 @@ func (l *Limiter) onFailure(ctx context.Context, rk string, n int, op Op) Result
 		return Result{Outcome: OutcomeFailedClosed, RetryAfter: l.cfg.Timeout}
 	}
 	return Result{}
-}
-
-// decode checks and converts a script reply (see the contract atop each .lua).
-func decode(reply any) (Result, error) {
-	v, ok := reply.([]any)
-	if !ok || len(v) != 7 {
-		return Result{}, fmt.Errorf("%w: %T %v", ErrUnexpectedReply, reply, reply)
-	}
-	var f [7]int64
-	for i, x := range v {
-		if f[i], ok = x.(int64); !ok || f[i] < 0 {
-			return Result{}, fmt.Errorf("%w: element %d is %T %v", ErrUnexpectedReply, i, x, x)
-		}
-	}
-	r := Result{
-		Allowed:     f[0] == 1,
-		Remaining:   int(f[1]),
-		RetryAfter:  time.Duration(f[2]) * time.Microsecond,
-		ResetAfter:  time.Duration(f[3]) * time.Microsecond,
-		Delay:       time.Duration(f[4]) * time.Microsecond,
-		Locked:      f[5] == 1,
-		LockStarted: f[6] == 1,
-	}
-	switch {
-	case r.Allowed:
-		r.Outcome = OutcomeAllowed
-	case r.Locked:
-		r.Outcome = OutcomeLockedOut
-	default:
-		r.Outcome = OutcomeDenied
-	}
-	return r, nil
-}
-
-// ceilMicros is d in whole microseconds, rounded up.
-func ceilMicros(d time.Duration) int64 {
-	us := int64(d / time.Microsecond)
-	if d%time.Microsecond != 0 {
-		us++
-	}
-	return us
 }

@@ -2,172 +2,220 @@ package ratelimit
 
 import "math"
 
-// model is a pure-Go, in-memory copy of one key of one algorithm, computing
-// exactly what the Lua scripts compute, operation for operation (integer µs for
-// the buckets, the same float64 products for the sliding window). The
-// differential tests drive a model and a script with the same calls and compare
-// every reply. A model is not safe for concurrent use. Key expiry is not
-// modelled: the scripts treat stale state exactly like a missing key, and
-// every write sets a TTL no shorter than the state matters.
-type model struct {
-	alg   Algorithm
-	param int64 // µs per unit (buckets) or the window period (SlidingWindow)
-	limit int64 // Burst (buckets) or Limit (SlidingWindow)
-	block int64 // lockout in µs
+// lockValue is the stored value of a locked key (2^60); the scripts read any
+// value at or above lockFloor (2^59) as a lock, so a lock survives an INCRBY.
+const (
+	lockValue = 1 << 60
+	lockFloor = 1 << 59
+)
 
+// model is a pure-Go, in-memory copy of one key of one algorithm, computing
+// exactly what the Lua scripts compute, path for path, and giving the same raw
+// reply (shape.decode reads both). Time is a millisecond clock, like the key
+// expiry the scripts read with PTTL. The differential tests drive a model and
+// a script with the same calls and compare every reply and the stored state;
+// FailLocal runs one model per key on this host's clock. A model is not safe
+// for concurrent use.
+type model struct {
+	shape
 	has bool
 	v   int64 // the stored integer (see the script's contract)
+	e   int64 // the key's expiry, ms on the model's clock
 }
 
-// reply is a decoded script reply, in µs.
-type reply struct {
-	allowed, locked, lockStarted   bool
-	remaining, retry, reset, delay int64
-}
-
-func newModel(l *Limiter) *model {
-	m := &model{alg: l.cfg.Algorithm, block: ceilMicros(l.cfg.BlockFor), limit: int64(l.cfg.Burst)}
-	if m.alg == SlidingWindow {
-		m.param = ceilMicros(l.cfg.Period)
-	} else {
-		m.param = intervalMicros(l.cfg.Limit, l.cfg.Period)
+// pttl is what PTTL answers at now: the ms until the key expires, or -2 when
+// there is no key (Redis keeps a key up to and including its expiry ms).
+func (m *model) pttl(now int64) int64 {
+	if m.has && m.e >= now {
+		return m.e - now
 	}
-	return m
+	return -2
 }
 
-// step answers one call of cost n at time now (µs) in the given mode.
-func (m *model) step(now, n int64, op Op) reply {
+// set is SET with PX ms at now.
+func (m *model) set(now, v, ms int64) { m.has, m.v, m.e = true, v, now+ms }
+
+// lock locks the key for ms from now, as Lock does.
+func (m *model) lock(now, ms int64) { m.set(now, lockValue, ms) }
+
+// step answers one call of cost n at now (ms) in the given mode, returning the
+// script's raw reply.
+func (m *model) step(now, n int64, op Op) any {
 	if m.alg == SlidingWindow {
 		return m.window(now, n, op)
 	}
 	return m.bucket(now, n, op)
 }
 
-// lock locks the key until now + d.
-func (m *model) lock(now, d int64) {
-	m.has, m.v = true, -(now + d)
-}
+func locked(left, started int64) []any { return []any{left, started} }
 
-func (m *model) bucket(now, n int64, op Op) reply {
-	interval := m.param
-	capacity := m.limit * interval
-	write := op == OpAllow && n > 0
-	level := int64(0) // tat - now
-	if m.has {
-		if m.v < 0 {
-			if left := -m.v - now; left > 0 {
-				return reply{locked: true, retry: left, reset: left}
+func (m *model) bucket(now, n int64, op Op) any {
+	c, capa := n*m.unit, m.capacity()
+	p := m.pttl(now)
+	if op != OpAllow {
+		d := int64(0)
+		if p > 0 {
+			if op == OpRefund {
+				m.v -= c
 			}
-		} else if m.v > now {
-			level = min(m.v-now, capacity)
+			v := m.v
+			if v >= lockFloor {
+				if op == OpRefund {
+					m.v += c
+				}
+				return locked(1000*p, 0)
+			}
+			d = v + 1000*p
+		}
+		d = min(max(d, 0), capa)
+		if op == OpRefund {
+			if d == 0 && p > 0 {
+				m.has = false
+			}
+			return d
+		}
+		if d+c <= capa {
+			return d
+		}
+		return -1 - d
+	}
+	var x int64
+	if p > 0 {
+		m.v += c
+		x = m.v
+		if x >= lockFloor {
+			m.v -= c
+			return locked(1000*p, 0)
 		}
 	}
-	if op == OpRefund {
-		debt := max(0, level-n*interval)
-		if debt > 0 {
-			m.has, m.v = true, now+debt
-		} else if level > 0 {
-			m.has = false
+	d0 := int64(0)
+	if p > 0 {
+		d0 = x - c + 1000*p
+	}
+	if p <= 0 || d0 < 0 {
+		if p > 0 && 1000*p >= c {
+			m.v = c - 1000*p
+		} else {
+			ms := ceilDiv(c+capa, 1000)
+			m.set(now, c-1000*ms, ms)
 		}
-		return reply{allowed: true, remaining: (capacity - debt) / interval, reset: debt}
+		return int64(0)
 	}
-	delay := int64(0)
-	if m.alg == LeakyBucket {
-		delay = level
-	}
-	after := level + n*interval
-	if after <= capacity {
-		if !write {
-			return reply{allowed: true, remaining: (capacity - level) / interval, reset: level, delay: delay}
+	d0 = min(d0, capa)
+	if d0+c > capa {
+		if m.block > 0 {
+			m.lock(now, m.block)
+			return locked(1000*m.block, 1)
 		}
-		m.has, m.v = true, now+after
-		return reply{allowed: true, remaining: (capacity - after) / interval, reset: after, delay: delay}
+		m.v -= c
+		return -1 - d0
 	}
-	if m.block > 0 && write {
-		m.has, m.v = true, -(now + m.block)
-		return reply{locked: true, lockStarted: true, retry: m.block, reset: m.block}
+	if x > 0 {
+		ms := ceilDiv(x+capa, 1000)
+		m.set(now, x-1000*ms, p+ms)
 	}
-	return reply{remaining: (capacity - level) / interval, retry: after - capacity, reset: level}
+	return d0
 }
 
-func (m *model) window(now, n int64, op Op) reply {
-	period, limit := m.param, m.limit
-	write := op == OpAllow && n > 0
-	w := now / period
-	elapsed := now - w*period
-	rest := period - elapsed
+func (m *model) window(now, n int64, op Op) any {
+	period, limit := m.unit, m.limit
 	base := limit + 1
-	span := int64(math.Floor(math.Exp2(53) / float64(base*base)))
-	var prev, cur int64
-	if m.has {
-		if m.v < 0 {
-			if left := -m.v - now; left > 0 {
-				return reply{locked: true, retry: left, reset: left}
+	reply := func(ok bool, v, rest int64) any {
+		if m.packed() {
+			r := rest*base*base + v
+			if ok {
+				return r
 			}
-		} else {
-			sc, sp := m.v%base, m.v/base%base
-			switch age := ((w-m.v/(base*base))%span + span) % span; age {
-			case 0, span - 1:
-				prev, cur = sp, sc
-			case 1:
-				prev = sc
+			return -1 - r
+		}
+		if ok {
+			return []any{v, rest, int64(1)}
+		}
+		return []any{v, rest, int64(0)}
+	}
+	deny := func(v, rest int64) any {
+		if op == OpAllow && m.block > 0 {
+			m.lock(now, m.block)
+			return locked(1000*m.block, 1)
+		}
+		return reply(false, v, rest)
+	}
+	p := m.pttl(now)
+	var v int64
+	if p > period && op == OpAllow {
+		m.v += n
+		v = m.v
+	} else if p > 0 {
+		v = m.v
+	}
+	if p <= 0 {
+		if op != OpAllow {
+			return reply(true, 0, 0)
+		}
+		m.set(now, n, 2*period)
+		return reply(true, n, period)
+	}
+	if v >= lockFloor {
+		if op == OpAllow && p > period {
+			m.v -= n
+		}
+		return locked(1000*p, 0)
+	}
+	if p > period {
+		rest := p - period
+		if op == OpAllow {
+			v -= n
+		}
+		cur := v % base
+		prev := (v - cur) / base
+		if op == OpRefund {
+			back := min(cur, n)
+			prev = max(0, prev-(n-back))
+			nv := prev*base + cur - back
+			if nv == 0 {
+				m.has = false
+			} else {
+				m.v = nv
 			}
+			return reply(true, nv, rest)
 		}
-	}
-	pack := func(prev, cur int64) { m.has, m.v = true, (w%span*base+prev)*base+cur }
-	resetOf := func(prev, cur int64) int64 {
-		switch {
-		case cur > 0:
-			return (w+2)*period - now
-		case prev > 0:
-			return rest
+		if float64(prev)*float64(rest) <= float64(limit-cur-n)*float64(period) {
+			if op == OpAllow {
+				return reply(true, v+n, rest)
+			}
+			return reply(true, v, rest)
 		}
-		return 0
+		if op == OpAllow {
+			m.v -= n
+		}
+		return deny(v, rest)
 	}
-	remainingOf := func(prev, cur int64) int64 {
-		return max(0, limit-cur-int64(math.Ceil(float64(prev)*float64(rest)/float64(period))))
-	}
+	prev := v % base
 	if op == OpRefund {
-		back := min(cur, n)
-		cur -= back
-		prev = max(0, prev-(n-back))
-		reset := resetOf(prev, cur)
-		if reset > 0 {
-			pack(prev, cur)
-		} else {
+		left := max(0, prev-n)
+		if left == 0 {
 			m.has = false
+		} else {
+			m.v += left - prev
 		}
-		return reply{allowed: true, remaining: remainingOf(prev, cur), reset: reset}
+		return reply(true, left*base, p)
 	}
-	room := limit - cur - n
-	if float64(prev)*float64(rest) <= float64(room)*float64(period) {
-		if write {
-			cur += n
-			pack(prev, cur)
+	if float64(prev)*float64(p) <= float64(limit-n)*float64(period) {
+		if op == OpAllow {
+			m.set(now, prev*base+n, p+period)
+			return reply(true, prev*base+n, p)
 		}
-		return reply{allowed: true, remaining: remainingOf(prev, cur), reset: resetOf(prev, cur)}
+		return reply(true, prev*base, p)
 	}
-	if m.block > 0 && write {
-		m.has, m.v = true, -(now + m.block)
-		return reply{locked: true, lockStarted: true, retry: m.block, reset: m.block}
-	}
-	var retry int64
-	if room >= 0 {
-		e := period - int64(math.Floor(float64(room)*float64(period)/float64(prev)))
-		if float64(prev)*float64(period-e) > float64(room)*float64(period) {
-			e++
-		}
-		retry = e - elapsed
-	} else {
-		room2 := limit - n
-		e := int64(0)
-		if cur > room2 {
-			e = period - int64(math.Floor(float64(room2)*float64(period)/float64(cur)))
-			if float64(cur)*float64(period-e) > float64(room2)*float64(period) {
-				e++
-			}
-		}
-		retry = rest + e
-	}
-	return reply{remaining: remainingOf(prev, cur), retry: retry, reset: resetOf(prev, cur)}
+	return deny(prev*base, p)
+}
+
+// ceilDiv is a/b rounded up, for a >= 0 and b > 0.
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
+
+// windowFits reports whether a SlidingWindow of the given period (ms) and
+// limit packs its reply into one integer below 2^53 (see slidingwindow.lua).
+func windowFits(period, limit int64) bool {
+	base := float64(limit + 1)
+	return float64(period+1)*base*base < math.Exp2(53)
 }

@@ -11,23 +11,25 @@ import (
 // every aligned window, and at most 2×Limit−1 in every rolling window; and the
 // worst case is reached, so the bound is not loose.
 func TestSlidingWindowBounds(t *testing.T) {
-	const limit, period = 10, int64(1_000_000)
+	const limit, period = 10, int64(1000) // ms
 	l := mustNew(t, &fakeScripter{}, Config{Name: "w", Algorithm: SlidingWindow, Limit: limit, Period: time.Second})
 	for seed := uint64(0); seed < 20; seed++ {
-		m := newModel(l)
+		m := &model{shape: l.shape}
 		rng := rand.New(rand.NewPCG(seed, 7))
-		now := t0
+		now := int64(0)
 		var admitted []int64
 		for i := 0; i < 5000; i++ {
 			now += rng.Int64N(period / 5)
-			if m.step(now, 1, OpAllow).allowed {
+			if allows(t, m, now) {
 				admitted = append(admitted, now)
 			}
 		}
+		// Steps under a period never let the key expire: the fixed windows
+		// start at the first call.
 		for i, at := range admitted {
 			inWindow, inRolling := 0, 0
 			for _, other := range admitted[i:] {
-				if other/period == at/period {
+				if (other-admitted[0])/period == (at-admitted[0])/period {
 					inWindow++
 				}
 				if other < at+period {
@@ -39,22 +41,37 @@ func TestSlidingWindowBounds(t *testing.T) {
 			}
 		}
 	}
-	// The worst case: the previous window's events at its very end, the next
-	// window's right after the boundary.
-	m := newModel(l)
-	end := t0 + period - 1
+	// The worst case: the first call opens the window, the rest of the
+	// window's events come at its very end, the next window's right after the
+	// boundary. The rolling period from the end of the first window holds all
+	// but the opening call.
+	m := &model{shape: l.shape}
+	if !allows(t, m, 0) {
+		t.Fatal("the first call was denied")
+	}
+	end := period - 1
 	n := 0
-	for i := 0; i < limit; i++ {
-		if m.step(end, 1, OpAllow).allowed {
+	for i := 1; i < limit; i++ {
+		if allows(t, m, end) {
 			n++
 		}
 	}
-	for at := t0 + period; at < end+period; at += period / 100 {
-		if m.step(at, 1, OpAllow).allowed {
+	for at := period; at < end+period; at += period / 100 {
+		if allows(t, m, at) {
 			n++
 		}
 	}
-	if n != 2*limit-1 {
-		t.Errorf("worst case admitted %d in one rolling period, want %d", n, 2*limit-1)
+	if n != 2*limit-2 {
+		t.Errorf("worst case admitted %d in one rolling period, want %d", n, 2*limit-2)
 	}
+}
+
+// allows makes one call of cost 1 on m at now and reports whether it was admitted.
+func allows(t *testing.T, m *model, now int64) bool {
+	t.Helper()
+	r, err := m.decode(m.step(now, 1, OpAllow), 1, OpAllow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Allowed
 }

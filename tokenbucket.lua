@@ -1,69 +1,96 @@
--- tokenbucket.lua: token bucket with optional lockout, one key, integer microseconds.
+-- tokenbucket.lua: token bucket with optional lockout, one key, no TIME call.
 --
--- The bucket is kept in GCRA form: one integer, the theoretical arrival time
--- (TAT). Tokens left at time now = Burst - (TAT - now) / interval.
+-- The bucket is kept in GCRA form: the theoretical arrival time TAT, and the
+-- debt d = TAT - now (µs) the bucket lacks from full, so tokens left =
+-- (cap - d) / interval. The clock is the key's own expiry E (a Redis
+-- millisecond timestamp): the stored integer is o = TAT - 1000*E, and PTTL
+-- gives E - now, so d = o + 1000*PTTL, on Redis's millisecond clock. An
+-- admission on a key in use costs two Redis calls (PTTL, INCRBY), a peek two
+-- (PTTL, GET); a denial, a fresh start or a moved expiry costs one more.
 --
--- KEYS[1]  state: a decimal integer. >= 0: TAT in µs since the Unix epoch;
---          < 0: the key is locked until -value µs. Missing or unreadable: fresh.
--- ARGV[1]  interval: µs per token (integer >= 1)
--- ARGV[2]  burst: capacity in tokens (integer >= 1)
--- ARGV[3]  cost n (integer >= 0; 0 consumes nothing and writes nothing)
--- ARGV[4]  block: lockout in µs after a denial (0 = none)
--- ARGV[5]  mode: "0" consume n; "1" peek: answer for n, write nothing;
---          "2" refund: give n back (never lifts a lock, never below fresh)
--- ARGV[6]  now in µs (tests only), or "" to use Redis TIME
--- Reply: {allowed 0|1, remaining, retry_after µs, reset_after µs, delay µs,
---         locked 0|1, lock_started 0|1}; integers only.
--- Writes: at most one SET with PX; the TTL is the time after which the key is
--- indistinguishable from a missing one.
-local interval = tonumber(ARGV[1])
-local cap = tonumber(ARGV[2]) * interval
-local n = tonumber(ARGV[3])
-local block = tonumber(ARGV[4])
-local mode = ARGV[5]
-local write = mode == '0' and n > 0
-local now = tonumber(ARGV[6])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
+-- KEYS[1]  state: o, a decimal integer (<= 0 at rest, so the key outlives
+--          TAT), or LOCK (2^60) while locked until the key expires. Missing,
+--          without TTL or unreadable: fresh.
+-- ARGV[1]  c: the call's cost in µs, n * interval (>= 0)
+-- ARGV[2]  cap: Burst * interval in µs (>= c)
+-- ARGV[3]  block: lockout in ms after a denial, or "" for none
+-- ARGV[4]  mode: "" or absent consume; "p" peek: answer, write nothing;
+--          "r" refund: give c back (never lifts a lock, never below fresh)
+-- ARGV[5]  PTTL to use instead of asking Redis (tests only), or absent
+-- Reply:   an integer: >= 0 admitted (peek: would be; refund: done), < 0
+--          denied; the debt before the call is the reply (refund: after it),
+--          or -1 - reply when denied, clamped to [0, cap]. While locked:
+--          {rest of the lock in µs, 1 if this call started it else 0}.
+-- Writes:  the TTL is E, at least TAT + cap when E last moved, so the key
+--          lives at most two bucket refills after its last admission.
+local K = KEYS[1]
+local cs = ARGV[1]
+local c = tonumber(cs)
+local cap = tonumber(ARGV[2])
+local mode = ARGV[4]
+local p = tonumber(ARGV[5]) or redis.call('PTTL', K)
+local LOCK = 576460752303423488 -- 2^59: values at or above it are locks
 
-local tat = now
-local v = tonumber(redis.call('GET', KEYS[1]) or '')
-if v then
-  if v < 0 then
-    -- The key's TTL (set with every write) bounds a lock from a faster clock.
-    local left = -v - now
-    if left > 0 then
-      return {0, 0, left, left, 0, 1, 0}
+if mode == 'p' or mode == 'r' then
+  local d = 0
+  if p > 0 then
+    local v
+    if mode == 'p' then
+      v = tonumber(redis.pcall('GET', K))
+    else
+      v = redis.pcall('INCRBY', K, string.format('%d', -c))
+      if type(v) ~= 'number' then v = nil end
     end
-  elseif v > now then
-    -- A TAT from a faster clock (a promoted replica) is clamped to a full debt.
-    tat = math.min(v, now + cap)
+    if v and v >= LOCK then
+      if mode == 'r' then redis.call('INCRBY', K, cs) end
+      return {1000 * p, 0}
+    end
+    if v then d = v + 1000 * p end
   end
+  if d < 0 then d = 0 elseif d > cap then d = cap end
+  if mode == 'r' then
+    if d == 0 and p > 0 then redis.call('DEL', K) end
+    return d
+  end
+  if d + c <= cap then return d end
+  return -1 - d
 end
 
-if mode == '2' then
-  local debt = math.max(0, tat - now - n * interval)
-  if debt > 0 then
-    redis.call('SET', KEYS[1], string.format('%d', now + debt), 'PX', math.ceil(debt / 1000))
-  elseif tat > now then
-    redis.call('DEL', KEYS[1])
+local x
+if p > 0 then
+  x = redis.pcall('INCRBY', K, cs)
+  if type(x) ~= 'number' then p = 0 end
+end
+if p > 0 and x >= LOCK then
+  redis.call('DECRBY', K, cs)
+  return {1000 * p, 0}
+end
+local d0 = 0
+if p > 0 then d0 = x - c + 1000 * p end
+if p <= 0 or d0 < 0 then
+  -- Fresh, or full again: TAT = now + c.
+  if p > 0 and 1000 * p >= c then
+    redis.call('INCRBY', K, string.format('%d', c - 1000 * p - x))
+  else
+    local ms = math.ceil((c + cap) / 1000)
+    redis.call('SET', K, string.format('%d', c - 1000 * ms), 'PX', string.format('%d', ms))
   end
-  return {1, math.floor((cap - debt) / interval), 0, debt, 0, 0, 0}
+  return 0
 end
-
-local after = tat - now + n * interval
-if after <= cap then
-  if not write then
-    -- Peek and n = 0 report the state as it is.
-    return {1, math.floor((cap - tat + now) / interval), 0, tat - now, 0, 0, 0}
+-- A TAT from a faster clock (a promoted replica) is clamped to a full debt.
+if d0 > cap then d0 = cap end
+if d0 + c > cap then
+  local block = ARGV[3]
+  if block and block ~= '' then
+    redis.call('SET', K, '1152921504606846976', 'PX', block)
+    return {1000 * tonumber(block), 1}
   end
-  redis.call('SET', KEYS[1], string.format('%d', now + after), 'PX', math.ceil(after / 1000))
-  return {1, math.floor((cap - after) / interval), 0, after, 0, 0, 0}
+  redis.call('DECRBY', K, cs)
+  return -1 - d0
 end
-if block > 0 and write then
-  redis.call('SET', KEYS[1], string.format('%d', -(now + block)), 'PX', math.ceil(block / 1000))
-  return {0, 0, block, block, 0, 1, 1}
+if x > 0 then
+  -- TAT passed the expiry: move the expiry to TAT + cap.
+  local ms = math.ceil((x + cap) / 1000)
+  redis.call('SET', K, string.format('%d', x - 1000 * ms), 'PX', string.format('%d', p + ms))
 end
-return {0, math.floor((cap - tat + now) / interval), after - cap, tat - now, 0, 0, 0}
+return d0

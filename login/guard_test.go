@@ -19,25 +19,47 @@ import (
 )
 
 // backend is a Redis for a test: miniredis (always) or a real redis-server.
+// start returns a client and a function that moves the server's clock to d
+// after since: FastForward(d) on miniredis (whose TTLs, the limiters' clock,
+// move only then), a sleep on a real server.
 type backend struct {
-	name   string
-	client func(t *testing.T) *redis.Client
+	name  string
+	start func(t *testing.T) (*redis.Client, passFunc)
 }
 
+type passFunc func(since time.Time, d time.Duration)
+
 var backends = []backend{
-	{"miniredis", func(t *testing.T) *redis.Client {
+	{"miniredis", func(t *testing.T) (*redis.Client, passFunc) {
 		mr := miniredis.RunT(t)
 		c := redis.NewClient(redistest.Options(mr.Addr()))
 		t.Cleanup(func() { c.Close() })
-		return c
+		return c, func(_ time.Time, d time.Duration) { mr.FastForward(d) }
 	}},
-	{"redis", func(t *testing.T) *redis.Client { return redistest.Start(t).Client(t) }},
+	{"redis", func(t *testing.T) (*redis.Client, passFunc) {
+		return redistest.Start(t).Client(t), func(since time.Time, d time.Duration) { time.Sleep(time.Until(since.Add(d))) }
+	}},
+}
+
+// client returns a client of the backend.
+func (b backend) client(t *testing.T) *redis.Client {
+	c, _ := b.start(t)
+	return c
 }
 
 // forEachBackend runs f on every backend.
 func forEachBackend(t *testing.T, f func(t *testing.T, c *redis.Client)) {
+	forEachBackendClock(t, func(t *testing.T, c *redis.Client, _ passFunc) { f(t, c) })
+}
+
+// forEachBackendClock runs f on every backend, with the backend's way to let
+// time pass.
+func forEachBackendClock(t *testing.T, f func(t *testing.T, c *redis.Client, pass passFunc)) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) { f(t, b.client(t)) })
+		t.Run(b.name, func(t *testing.T) {
+			c, pass := b.start(t)
+			f(t, c, pass)
+		})
 	}
 }
 
@@ -325,7 +347,7 @@ func TestRefusalAndCancelGiveBack(t *testing.T) {
 // Escalation: consecutive lockouts double up to the cap, and the lock really
 // lasts that long in Redis.
 func TestEscalation(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, c *redis.Client) {
+	forEachBackendClock(t, func(t *testing.T, c *redis.Client, pass passFunc) {
 		const base = 100 * time.Millisecond
 		g := newGuard(t, c, Config{
 			User:     Limit{Limit: 2, Period: 24 * time.Hour, BlockFor: base, MaxBlockFor: 350 * time.Millisecond},
@@ -348,12 +370,13 @@ func TestEscalation(t *testing.T) {
 			}
 			started := time.Now() // and before this
 			// The lock in Redis has the escalated length: what is left of it is
-			// at most w and at least w minus the time since start.
+			// at most w and at least w minus the time since start, give or take
+			// the 1ms of Redis's clock.
 			d, _ = login(t, g, v, "dave", "x", "192.0.2.8")
-			if left := w - time.Since(start); d.Allowed || d.RetryAfter > w || d.RetryAfter < left {
+			if left := w - time.Since(start) - time.Millisecond; d.Allowed || d.RetryAfter > w || d.RetryAfter < left {
 				t.Fatalf("lockout %d, next attempt: %+v, want refused for between %v and %v", i+1, d, left, w)
 			}
-			time.Sleep(w - time.Since(started) + 5*time.Millisecond)
+			pass(started, w+5*time.Millisecond)
 		}
 		// A success forgives the failures, not the username's lockout history.
 		v.password = map[string]string{"dave": "ok"}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/seed68425060/ratelimit"
 )
 
 // syncBuffer is a bytes.Buffer safe for a command writing while a test reads.
@@ -165,5 +167,38 @@ func TestParseAlgorithm(t *testing.T) {
 	}
 	if _, err := parseAlgorithm("fixed_window"); err == nil {
 		t.Error(`parseAlgorithm("fixed_window") succeeded, want an error`)
+	}
+}
+
+// TestEmbeddedClockMoves: the embedded miniredis's key expiry, which is the
+// limiters' clock, follows this host's clock, so refills happen and keys
+// expire (the demo's memory stays bounded).
+func TestEmbeddedClockMoves(t *testing.T) {
+	t.Setenv(redisURLEnv, "")
+	ctx := context.Background()
+	c, err := (&redisFlags{}).connect(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	l, err := ratelimit.New(c.client, ratelimit.Config{Name: "clock", Limit: 1, Period: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := l.Allow(ctx, "k"); err != nil || !r.Allowed {
+		t.Fatalf("first Allow = %+v, %v", r, err)
+	}
+	r, err := l.Allow(ctx, "k")
+	if err != nil || r.Allowed || r.RetryAfter <= 0 {
+		t.Fatalf("second Allow = %+v, %v; want denied", r, err)
+	}
+	time.Sleep(r.RetryAfter + 3*miniTick)
+	if r, err := l.Allow(ctx, "k"); err != nil || !r.Allowed {
+		t.Fatalf("Allow after RetryAfter = %+v, %v; want admitted", r, err)
+	}
+	// The key lives at most two refills past its last admission.
+	time.Sleep(200*time.Millisecond + 3*miniTick)
+	if n := c.client.DBSize(ctx).Val(); n != 0 {
+		t.Errorf("%d keys left after their TTL, want 0", n)
 	}
 }

@@ -43,12 +43,36 @@ type conn struct {
 	desc    string // e.g. "redis://127.0.0.1:6379/0", without password
 	cluster bool
 	mini    *miniredis.Miniredis // embedded server, or nil
+	stop    chan struct{}        // stops the embedded server's clock
 }
 
 func (c *conn) Close() {
 	c.client.Close()
 	if c.mini != nil {
+		close(c.stop)
 		c.mini.Close()
+	}
+}
+
+// miniTick is how often the embedded miniredis's clock is moved.
+const miniTick = 10 * time.Millisecond
+
+// runClock keeps m's key expiry, which is the limiters' clock, in step with
+// this host's: miniredis expires keys and counts TTLs down only when told to
+// (FastForward). Each tick costs a pass over the keys with a TTL, so the
+// clock moves in steps of miniTick.
+func runClock(m *miniredis.Miniredis, stop <-chan struct{}) {
+	t := time.NewTicker(miniTick)
+	defer t.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			m.FastForward(now.Sub(last))
+			last = now
+		}
 	}
 }
 
@@ -95,7 +119,9 @@ func (r *redisFlags) connect(ctx context.Context, embedded bool) (*conn, error) 
 			client: redis.NewClient(limiterOptions(&redis.Options{Addr: m.Addr()})),
 			desc:   "embedded miniredis at redis://" + m.Addr() + " (in memory, this process only)",
 			mini:   m,
+			stop:   make(chan struct{}),
 		}
+		go runClock(m, c.stop)
 	default:
 		return nil, errors.New("no Redis: give -redis redis://host:port, set " + redisURLEnv + ", or give -cluster host:port,...")
 	}
