@@ -6,8 +6,9 @@
 //
 // Three algorithms, each one embedded Lua script with one Redis key per
 // (limiter, identity): [TokenBucket], [LeakyBucket] and [SlidingWindow]. All
-// time comes from Redis TIME, in integer microseconds, so app servers with
-// different clocks agree.
+// time comes from Redis's own clock, each key's expiry read with PTTL (no
+// TIME call, two Redis calls per admission), so app servers with different
+// clocks agree; decisions are exact on that millisecond clock.
 //
 // # Use
 //

@@ -149,15 +149,6 @@ func (s shape) window(ok bool, v, rest, n int64, op Op) (Result, error) {
 	return r, nil
 }
 
-// ceilMicros is d in whole microseconds, rounded up.
-func ceilMicros(d time.Duration) int64 {
-	us := int64(d / time.Microsecond)
-	if d%time.Microsecond != 0 {
-		us++
-	}
-	return us
-}
-
 // ceilMillis is d in whole milliseconds, rounded up.
 func ceilMillis(d time.Duration) int64 {
 	ms := int64(d / time.Millisecond)

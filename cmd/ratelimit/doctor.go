@@ -177,7 +177,7 @@ func checkVersion(ctx context.Context, c *conn) check {
 		r.fix = "upgrade to Redis 7 or later"
 	default:
 		r.status = statusFail
-		r.msg += ": older than 5, scripts that read TIME and then write are refused"
+		r.msg += ": older than 5, scripts that read PTTL and then write are refused"
 		r.fix = "upgrade to Redis 7 or later"
 	}
 	return r
@@ -340,7 +340,7 @@ func checkClock(ctx context.Context, c *conn) check {
 		r.status, r.msg = statusWarn, fmt.Sprintf("could not read TIME: %v", err)
 	case worst.Abs() > skewWarn:
 		r.status = statusWarn
-		r.msg = fmt.Sprintf("Redis TIME is %v off this host's clock; decisions use Redis TIME only, but after a failover another host's clock takes over", worst.Round(time.Millisecond))
+		r.msg = fmt.Sprintf("Redis TIME is %v off this host's clock; decisions use Redis's clock only (key expiry), but after a failover another host's clock takes over", worst.Round(time.Millisecond))
 		r.fix = "run NTP (chrony, systemd-timesyncd) on the Redis hosts and this host"
 	default:
 		r.status, r.msg = statusOK, fmt.Sprintf("Redis TIME differs from this host's clock by %v", worst.Round(time.Millisecond))
