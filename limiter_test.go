@@ -793,22 +793,34 @@ func TestWait(t *testing.T) {
 }
 
 func TestFutureTimestampIsClamped(t *testing.T) {
+	const day = 24 * time.Hour
 	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
-			l := mustNew(t, b.client, Config{Name: "future", Limit: 10, Period: time.Second})
-			ctx := context.Background()
-			// State written by a clock one day ahead (a promoted replica's was faster).
-			ahead := time.Now().Add(24 * time.Hour).UnixMicro()
-			if err := b.client.Set(ctx, l.redisKey("k"), ahead, time.Minute).Err(); err != nil {
-				t.Fatal(err)
-			}
-			r, err := l.Allow(ctx, "k")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.Allowed || r.RetryAfter > 110*time.Millisecond {
-				t.Errorf("Allow = %+v; want denied for at most one interval (the debt is clamped to Burst)", r)
-			}
-		})
+		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
+			t.Run(b.name+"/"+alg.String(), func(t *testing.T) {
+				l := mustNew(t, b.client, Config{Name: "future-" + alg.String(), Algorithm: alg, Limit: 10, Period: time.Second})
+				ctx, key := context.Background(), l.redisKey("k")
+				// The state a primary whose clock ran a day ahead left behind: a
+				// full bucket or window, with its expiry a day further out.
+				v, ttl := int64(10), 2*time.Second+day
+				if alg != SlidingWindow {
+					v, ttl = -1_000_000, 1100*time.Millisecond+day // the state of one call of 100ms in a 1s bucket
+				}
+				if err := b.client.Set(ctx, key, v, ttl).Err(); err != nil {
+					t.Fatal(err)
+				}
+				r, err := l.Allow(ctx, "k")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Allowed || r.RetryAfter > 2*time.Second {
+					t.Errorf("Allow = %+v; want denied for at most a refill or two windows", r)
+				}
+				// The key now runs on this server's clock: it expires within
+				// two refills or two windows, not a day.
+				if got := b.client.PTTL(ctx, key).Val(); got <= 0 || got > 2*time.Second {
+					t.Errorf("PTTL after the call = %v, want at most 2s", got)
+				}
+			})
+		}
 	}
 }

@@ -101,13 +101,20 @@ func (m *model) bucket(now, n int64, op Op) any {
 		}
 		return int64(0)
 	}
-	d0 = min(d0, capa)
+	repaired := d0 > capa
+	if repaired {
+		ms := ceilDiv(2*capa, 1000)
+		m.set(now, capa-1000*ms, ms)
+		d0 = capa
+	}
 	if d0+c > capa {
 		if m.block > 0 {
 			m.lock(now, m.block)
 			return locked(1000*m.block, 1)
 		}
-		m.v -= c
+		if !repaired {
+			m.v -= c
+		}
 		return -1 - d0
 	}
 	if x > 0 {
@@ -160,6 +167,12 @@ func (m *model) window(now, n int64, op Op) any {
 			m.v -= n
 		}
 		return locked(1000*p, 0)
+	}
+	if p > 2*period {
+		p = 2 * period
+		if op != OpPeek {
+			m.e = now + p
+		}
 	}
 	if p > period {
 		rest := p - period

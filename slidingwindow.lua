@@ -81,6 +81,12 @@ if v >= LOCK then
   if mode == nil and p > P then redis.call('DECRBY', K, ns) end
   return {1000 * p, 0}
 end
+if p > 2 * P then
+  -- On one clock PTTL <= 2P. More means the expiry came from a faster clock
+  -- (a promoted replica's): the current window opens now on this clock.
+  p = 2 * P
+  if mode ~= 'p' then redis.call('PEXPIRE', K, string.format('%d', p)) end
+end
 
 if p > P then
   -- cur's window is open. Without mode, v already counts this call.

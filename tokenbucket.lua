@@ -11,7 +11,7 @@
 -- KEYS[1]  state: o, a decimal integer (<= 0 at rest, so the key outlives
 --          TAT), or LOCK (2^60) while locked until the key expires. Missing,
 --          without TTL or unreadable: fresh.
--- ARGV[1]  c: the call's cost in µs, n * interval (>= 0)
+-- ARGV[1]  c: the call's cost in µs, n * interval (>= 1; peek, refund: >= 0)
 -- ARGV[2]  cap: Burst * interval in µs (>= c)
 -- ARGV[3]  block: lockout in ms after a denial, or "" for none
 -- ARGV[4]  mode: "" or absent consume; "p" peek: answer, write nothing;
@@ -77,15 +77,20 @@ if p <= 0 or d0 < 0 then
   end
   return 0
 end
--- A TAT from a faster clock (a promoted replica) is clamped to a full debt.
-if d0 > cap then d0 = cap end
+-- On one clock d0 <= cap. More means the expiry came from a faster clock (a
+-- promoted replica's): start over from a full debt on this clock.
+if d0 > cap then
+  local ms = math.ceil(2 * cap / 1000)
+  redis.call('SET', K, string.format('%d', cap - 1000 * ms), 'PX', string.format('%d', ms))
+  d0, x = cap, nil
+end
 if d0 + c > cap then
   local block = ARGV[3]
   if block and block ~= '' then
     redis.call('SET', K, '1152921504606846976', 'PX', block)
     return {1000 * tonumber(block), 1}
   end
-  redis.call('DECRBY', K, cs)
+  if x then redis.call('DECRBY', K, cs) end
   return -1 - d0
 end
 if x > 0 then
