@@ -133,7 +133,13 @@ type Config struct {
 
 	// Timeout bounds every call's time in Redis, on top of the caller's context.
 	// If zero, it is DefaultTimeout (500ms). It is honoured only by clients with
-	// ContextTimeoutEnabled (New checks go-redis clients).
+	// ContextTimeoutEnabled (New checks go-redis clients). A call's deadline is
+	// the caller's when that comes sooner; otherwise it is taken from a context
+	// the limiter shares among the calls of each Timeout/64, so it falls at
+	// most Timeout/64 before Timeout. Canceling the caller's context stops a
+	// call from starting, not one in flight, which ends within Timeout (go-redis
+	// itself never interrupts I/O on cancellation; it only stops waiting for a
+	// pooled connection or a dial).
 	Timeout time.Duration
 
 	// OnFailure says what to answer when Redis cannot decide. The zero value,

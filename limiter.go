@@ -75,6 +75,7 @@ type Limiter struct {
 	co      *coalescer    // nil unless Config.Pipeline
 	denied  *denyCache    // nil unless Config.DenyCache
 	local   *localLimiter // nil unless FailLocal
+	epochs  epochs        // shared deadlines for calls whose context cannot be canceled
 
 	pttl func(rk string) int64 // tests: the PTTL a script uses for rk; nil asks Redis
 }
@@ -105,6 +106,7 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 		shape:   newShape(cfg.Algorithm, cfg.Limit, cfg.Burst, cfg.Period, cfg.BlockFor),
 		maxCost: cfg.Burst,
 	}
+	l.epochs.init(cfg.Timeout)
 	if l.shape.block > 0 {
 		l.block = strconv.FormatInt(l.shape.block, 10)
 	}
@@ -214,9 +216,9 @@ func (l *Limiter) Reset(ctx context.Context, key string) error {
 	if l.denied != nil {
 		l.denied.forget(rk)
 	}
-	ctx, cancel := l.deadline(ctx)
+	ctx, cancel := l.deadline(ctx, time.Now())
 	defer cancel()
-	_, _, err := l.reset.run(ctx, l.client, []string{rk})
+	_, _, err := l.reset.run(ctx, l.client, rk)
 	if err != nil {
 		return fmt.Errorf("ratelimit: %s: reset: %w", l.cfg.Name, err)
 	}
@@ -236,9 +238,9 @@ func (l *Limiter) Lock(ctx context.Context, key string, d time.Duration) error {
 	if l.denied != nil {
 		l.denied.forget(rk)
 	}
-	ctx, cancel := l.deadline(ctx)
+	ctx, cancel := l.deadline(ctx, time.Now())
 	defer cancel()
-	if _, _, err := l.lock.run(ctx, l.client, []string{rk}, strconv.FormatInt(ceilMillis(d), 10)); err != nil {
+	if _, _, err := l.lock.run(ctx, l.client, rk, strconv.FormatInt(ceilMillis(d), 10)); err != nil {
 		return fmt.Errorf("ratelimit: %s: lock: %w", l.cfg.Name, err)
 	}
 	return nil
@@ -294,21 +296,39 @@ func (l *Limiter) call(ctx context.Context, rk string, n int, op Op) (Result, er
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	rctx, cancel := l.deadline(ctx)
 	start := time.Now()
-	reply, reloaded, err := l.script.run(rctx, l.client, []string{rk}, l.args(rk, n, op)...)
-	took := time.Since(start)
+	rctx, cancel := l.deadline(ctx, start)
+	reply, reloaded, err := l.script.run(rctx, l.client, rk, l.args(rk, n, op)...)
+	var took time.Duration
+	if l.cfg.Observer != nil {
+		took = time.Since(start)
+	}
 	cancel()
 	return l.finish(ctx, rk, n, op, reply, err, reloaded, took)
 }
 
-// deadline bounds a call by Config.Timeout, unless the caller's own deadline
-// comes sooner: then its context serves as it is, saving the allocations.
-func (l *Limiter) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= l.cfg.Timeout {
-		return ctx, func() {}
+// noCancel is deadline's CancelFunc when it made no context.
+func noCancel() {}
+
+// deadline bounds a call that starts at now by Config.Timeout. A caller's
+// context whose own deadline comes sooner serves as it is. Any other gets the
+// deadline context shared by the calls of this epoch (see epochs), with the
+// caller's values: a context, a timer and a channel per call would cost more
+// client CPU than the rest of the limiter. The caller's cancellation then
+// does not cut short a call in flight, which ends within Timeout anyway:
+// go-redis watches a context's Done only while waiting for a pooled
+// connection or dialing, never during I/O, which only its deadline bounds.
+func (l *Limiter) deadline(ctx context.Context, now time.Time) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok && dl.Sub(now) <= l.cfg.Timeout {
+		return ctx, noCancel
 	}
-	return context.WithTimeout(ctx, l.cfg.Timeout)
+	if e := l.epochs.get(now); e != nil {
+		if ctx == context.Background() || ctx == context.TODO() {
+			return e, noCancel
+		}
+		return &withValues{Context: e, values: ctx}, noCancel
+	}
+	return context.WithDeadline(ctx, now.Add(l.cfg.Timeout))
 }
 
 // args are the script's ARGV for a call on the Redis key rk (see the

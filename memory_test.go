@@ -47,3 +47,37 @@ func TestMemoryPerKey(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowAllocations pins the limiter's own client cost: a plain Allow on a
+// real server allocates at most one object more than a bare EVALSHA of the
+// same script with the same arguments on the same client (the Redis key
+// string, which the bare call is handed ready-made). The deadline is shared,
+// the digest boxed once and the command built without a keys slice.
+func TestAllowAllocations(t *testing.T) {
+	for _, b := range realBackends(t) {
+		if b.name != "redis" {
+			continue
+		}
+		ctx := context.Background()
+		l := mustNew(t, b.client, Config{Name: "allocs", Limit: 1 << 20, Period: 1000 * time.Hour})
+		rk := l.redisKey("k")
+		sha := l.script.digest(ctx, b.client)
+		if _, err := l.Allow(ctx, "k"); err != nil { // loads the script, creates the key
+			t.Fatal(err)
+		}
+		bare := testing.AllocsPerRun(200, func() {
+			if err := b.client.EvalSha(ctx, sha, []string{rk}, l.allow1...).Err(); err != nil {
+				t.Fatal(err)
+			}
+		})
+		allow := testing.AllocsPerRun(200, func() {
+			if _, err := l.Allow(ctx, "k"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		t.Logf("allocations per call: Allow %.1f, bare EVALSHA %.1f", allow, bare)
+		if allow > bare+1 {
+			t.Errorf("Allow allocates %.1f times per call, a bare EVALSHA %.1f: the limiter adds more than the key", allow, bare)
+		}
+	}
+}

@@ -19,15 +19,17 @@ import (
 // on whichever node answered. SCRIPT LOAD followed by a retry is not used, since
 // in a cluster or behind a proxy the load can land on another node.
 type script struct {
-	src string
-	sha atomic.Pointer[string] // hex SHA1 of src; nil until known
-	mu  sync.Mutex             // serialises asking Redis for the digest
+	src    string
+	srcArg any                    // src boxed once, for EVAL's arguments
+	sha    atomic.Pointer[string] // hex SHA1 of src; nil until known
+	shaArg atomic.Pointer[any]    // *sha boxed once, for EVALSHA's arguments
+	mu     sync.Mutex             // serialises asking Redis for the digest
 }
 
 func newScript(src string) *script {
-	s := &script{src: src}
+	s := &script{src: src, srcArg: src}
 	if sha := localSHA1(src); sha != "" {
-		s.sha.Store(&sha)
+		s.storeSHA(sha)
 	}
 	return s
 }
@@ -57,16 +59,27 @@ func (s *script) digest(ctx context.Context, c redis.Scripter) string {
 	if err != nil || len(sha) != 40 {
 		return ""
 	}
-	s.sha.Store(&sha)
+	s.storeSHA(sha)
 	return sha
 }
 
-// run evaluates the script: EVALSHA first, and on an error whose text contains
-// NOSCRIPT (some proxies put a prefix before it), one EVAL of the full source.
-// reloaded reports whether that fallback happened.
-func (s *script) run(ctx context.Context, c redis.Scripter, keys []string, args ...any) (reply any, reloaded bool, err error) {
-	if cc, ok := c.(*redis.ClusterClient); ok && len(keys) > 0 {
-		return s.runOnPrimary(ctx, cc, keys, args...)
+func (s *script) storeSHA(sha string) {
+	var a any = sha
+	s.shaArg.Store(&a)
+	s.sha.Store(&sha)
+}
+
+// run evaluates the script on the one key key: EVALSHA first, and on an error
+// whose text contains NOSCRIPT (some proxies put a prefix before it), one EVAL
+// of the full source. reloaded reports whether that fallback happened.
+func (s *script) run(ctx context.Context, c redis.Scripter, key string, args ...any) (reply any, reloaded bool, err error) {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return s.runOnPrimary(ctx, cc, key, args...)
+	}
+	if p, ok := c.(processor); ok {
+		if sha := s.shaArg.Load(); sha != nil {
+			return s.process(ctx, p, *sha, key, args)
+		}
 	}
 	var sha string
 	if p := s.sha.Load(); p != nil {
@@ -74,6 +87,7 @@ func (s *script) run(ctx context.Context, c redis.Scripter, keys []string, args 
 	} else {
 		sha = s.digest(ctx, c)
 	}
+	keys := []string{key}
 	if sha != "" {
 		reply, err = c.EvalSha(ctx, sha, keys, args...).Result()
 		if err == nil || !isNoScript(err) {
@@ -84,7 +98,39 @@ func (s *script) run(ctx context.Context, c redis.Scripter, keys []string, args 
 	return reply, sha != "", err
 }
 
-// runOnPrimary runs the script on the primary that serves keys[0], through
+// processor is the Process method of every go-redis client (Client, Ring,
+// Conn, ClusterClient). run sends through it an argument list it builds
+// itself, with the digest boxed once and no keys slice: what EvalSha and Eval
+// would send, in two allocations fewer.
+type processor interface {
+	Process(ctx context.Context, cmd redis.Cmder) error
+}
+
+// process is run's EVALSHA (sha: the boxed digest) and NOSCRIPT fallback
+// through p.
+func (s *script) process(ctx context.Context, p processor, sha any, key string, args []any) (reply any, reloaded bool, err error) {
+	cmd := evalCmd(ctx, "evalsha", sha, key, args)
+	if err = p.Process(ctx, cmd); err == nil || !isNoScript(err) {
+		return cmd.Val(), false, err
+	}
+	cmd = evalCmd(ctx, "eval", s.srcArg, key, args)
+	err = p.Process(ctx, cmd)
+	return cmd.Val(), true, err
+}
+
+// evalCmd is the command EVALSHA (script: the digest) or EVAL (the source)
+// on the one key key with args, as go-redis's EvalSha and Eval build it. name
+// and script come boxed, so that only the list and key are allocated.
+func evalCmd(ctx context.Context, name, script any, key string, args []any) *redis.Cmd {
+	a := make([]any, 4+len(args))
+	a[0], a[1], a[2], a[3] = name, script, 1, key
+	copy(a[4:], args)
+	cmd := redis.NewCmd(ctx, a...)
+	cmd.SetFirstKeyPos(3)
+	return cmd
+}
+
+// runOnPrimary runs the script on the primary that serves key, through
 // that node's own client, which makes one attempt (the ClusterClient's
 // MaxRetries -1 is copied to its node clients). The ClusterClient itself is not
 // used for the first attempt: its redirect loop re-sends a command after a cut
@@ -96,19 +142,19 @@ func (s *script) run(ctx context.Context, c redis.Scripter, keys []string, args 
 // changed topology (a dead node, READONLY, CLUSTERDOWN) asks the ClusterClient
 // to reload its slot map in the background, so calls find a promoted replica
 // without waiting for the map to age out (10s).
-func (s *script) runOnPrimary(ctx context.Context, cc *redis.ClusterClient, keys []string, args ...any) (reply any, reloaded bool, err error) {
-	node, err := cc.MasterForKey(ctx, keys[0])
+func (s *script) runOnPrimary(ctx context.Context, cc *redis.ClusterClient, key string, args ...any) (reply any, reloaded bool, err error) {
+	node, err := cc.MasterForKey(ctx, key)
 	if err != nil {
 		cc.ReloadState(ctx)
 		return nil, false, err
 	}
-	reply, reloaded, err = s.run(ctx, node, keys, args...)
+	reply, reloaded, err = s.run(ctx, node, key, args...)
 	switch {
 	case err == nil:
 		return reply, reloaded, nil
 	case isRedirect(err):
 		cc.ReloadState(ctx)
-		return s.run(ctx, redirecting{cc}, keys, args...)
+		return s.run(ctx, redirecting{cc}, key, args...)
 	case ErrorKind(err) == KindConnection || ErrorKind(err) == KindUnavailable:
 		cc.ReloadState(ctx)
 	}
