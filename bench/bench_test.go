@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // startTestServer starts a redis-server for a test, or skips when there is
@@ -40,8 +43,10 @@ func TestRunTiny(t *testing.T) {
 	startTestServer(t) // skip early if there is no redis-server
 	dir := t.TempDir()
 	o := defaultOptions()
-	o.Reps, o.Duration, o.Concs = 1, 20*time.Millisecond, []int{1, 4}
-	o.Keys, o.MemKeys, o.AllocCalls = 200, 200, 50
+	// 16 goroutines (the path cells') is not among the concurrencies, so
+	// the path cells measure keys in use themselves.
+	o.Reps, o.Duration, o.Concs = 1, 20*time.Millisecond, []int{1, 20}
+	o.Keys, o.MemKeys, o.AllocCalls, o.FreshKeys = 200, 200, 50, 20_000
 	o.BurstLimit, o.BurstG, o.BurstEach = 10, 8, 5
 	o.Out, o.Chart = filepath.Join(dir, "B.md"), filepath.Join(dir, "c.svg")
 	if err := run(context.Background(), o, "go run . (test)", io.Discard); err != nil {
@@ -56,7 +61,8 @@ func TestRunTiny(t *testing.T) {
 			t.Errorf("report has no row for %q", s.Name)
 		}
 	}
-	for _, want := range []string{"](c.svg)", "go run . (test)", "## Targets (issue 7)"} {
+	for _, want := range []string{"](c.svg)", "go run . (test)", "## Targets (issue 7)", "### Script time by path", "### Script cost breakdown",
+		"| current | + PTTL, INCRBY", "| old script shape | + TIME, GET, SET … PX, 7-integer reply"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -65,6 +71,25 @@ func TestRunTiny(t *testing.T) {
 		row := "| " + name + " | 40 | 10 | 0 | exact |"
 		if !strings.Contains(string(md), row) {
 			t.Errorf("report lacks the exact-burst row %q", row)
+		}
+	}
+	// Every stateful limiter has a by-path row: all denial calls denied.
+	for _, s := range subjects(o.Pipeline) {
+		if !s.byPath() {
+			continue
+		}
+		var row string
+		section := string(md)[strings.Index(string(md), "### Script time by path"):]
+		for _, line := range strings.Split(section, "\n") {
+			if strings.HasPrefix(line, "| "+s.Name+" | ") && strings.Contains(line, " / ") {
+				row = line
+				break
+			}
+		}
+		if row == "" {
+			t.Errorf("script time by path has no row for %q", s.Name)
+		} else if !strings.Contains(row, "| 0 / ") {
+			t.Errorf("denial cells admitted calls: %q", row)
 		}
 	}
 	svg, err := os.ReadFile(o.Chart)
@@ -79,6 +104,70 @@ func TestRunTiny(t *testing.T) {
 			t.Fatalf("chart is not well-formed XML: %v", err)
 		}
 	}
+}
+
+// TestAblationArgs checks that the current-shape skeletons are called with
+// the ARGV this library sends for a plain Allow under the throughput limit,
+// and that their keys hold what a bucket script writes on a fresh key.
+func TestAblationArgs(t *testing.T) {
+	s := startTestServer(t)
+	ctx := context.Background()
+	c := newClient(s.Addr, 4)
+	defer c.Close()
+	h := &argsHook{}
+	c.AddHook(h)
+	for _, sub := range subjects(0) {
+		if sub.Name != "ours TokenBucket" && sub.Name != "ours LeakyBucket" {
+			continue
+		}
+		d, err := sub.New(ctx, c, throughputLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.args = nil
+		if _, err := d(ctx, "k"); err != nil {
+			t.Fatal(err)
+		}
+		// EVALSHA sha 1 key ARGV... (or EVAL src 1 key ARGV...)
+		if len(h.args) < 4 {
+			t.Fatalf("%s: no script call seen: %v", sub.Name, h.args)
+		}
+		got := fmt.Sprint(h.args[4:])
+		if want := fmt.Sprint(bucketArgs(throughputLimit)); got != want {
+			t.Errorf("%s sends ARGV %s, the skeletons %s", sub.Name, got, want)
+		}
+		rk := fmt.Sprint(h.args[3])
+		v, err := c.Get(ctx, rk).Int64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ttl, err := c.PTTL(ctx, rk).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, ms := ablationState(throughputLimit)
+		if v != o || ttl <= 0 || ttl > time.Duration(ms)*time.Millisecond || ttl < time.Duration(ms)*time.Millisecond-time.Minute {
+			t.Errorf("%s wrote %d PX %v on a fresh key, the skeletons' keys hold %d PX %dms", sub.Name, v, ttl, o, ms)
+		}
+	}
+}
+
+// argsHook records the arguments of the last script command.
+type argsHook struct{ args []any }
+
+func (h *argsHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *argsHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := cmd.Name(); n == "evalsha" || n == "eval" {
+			h.args = append([]any(nil), cmd.Args()...)
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *argsHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
 }
 
 // BenchmarkAllow measures one decision per subject, for profiling the client

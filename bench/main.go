@@ -26,6 +26,7 @@ type options struct {
 	Duration    time.Duration
 	Concs       []int
 	Keys        int
+	FreshKeys   int
 	MemKeys     int
 	AllocCalls  int
 	BurstLimit  int
@@ -45,6 +46,7 @@ func defaultOptions() options {
 		Duration:    600 * time.Millisecond,
 		Concs:       []int{1, 16, 64},
 		Keys:        10_000,
+		FreshKeys:   200_000,
 		MemKeys:     10_000,
 		AllocCalls:  2000,
 		BurstLimit:  100,
@@ -64,6 +66,7 @@ func main() {
 	flag.DurationVar(&o.Duration, "duration", o.Duration, "length of one timed cell")
 	flag.StringVar(&concs, "conc", concs, "comma-separated goroutine counts")
 	flag.IntVar(&o.Keys, "keys", o.Keys, "number of distinct keys in the many-keys cells")
+	flag.IntVar(&o.FreshKeys, "freshkeys", o.FreshKeys, "unique keys per repetition for the fresh-key cells (no key may repeat within a cell)")
 	flag.IntVar(&o.MemKeys, "memkeys", o.MemKeys, "keys written to measure the used_memory delta")
 	flag.IntVar(&o.AllocCalls, "alloccalls", o.AllocCalls, "sequential decisions over which allocations are counted")
 	flag.IntVar(&o.BurstLimit, "burst-limit", o.BurstLimit, "limit (per hour) in the hot-key burst exactness test")
@@ -102,6 +105,16 @@ func parseInts(s string) ([]int, error) {
 	}
 	return out, nil
 }
+
+// throughputLimit is the throughput cells' limit: one event per hour, longer
+// than any run, so a bucket never refills between two calls on a key (which
+// at many keys are seconds apart: every other subject's cells run between),
+// and every timed call is an admission on a key in use, for every subject:
+// the buckets' PTTL + INCRBY path. (At one event per 3.6s, a bucket was full
+// again at nearly every call, and restarting it took a third Redis call.)
+// The burst, 800000, is more than a run's calls on the hot key, and
+// 800000 hours stay within the library's 100-year bound on Period.
+var throughputLimit = limitSpec{Limit: 800_000, Period: 800_000 * time.Hour}
 
 // run starts a redis-server, measures every subject, and writes the report.
 func run(ctx context.Context, o options, command string, progress io.Writer) error {
@@ -155,10 +168,7 @@ func measureAll(ctx context.Context, o options, addr string, progress io.Writer)
 		return nil, errors.New("no subject selected")
 	}
 	keys := userKeys("u", max(o.Keys, o.MemKeys))
-	// A limit no cell can exhaust, slow enough (one event per 3.6s) that every
-	// admission pushes the key's expiry seconds ahead: every timed call is an
-	// admission that updates an existing key, for every subject.
-	throughput := limitSpec{Limit: 1_000_000, Period: 1000 * time.Hour}
+	throughput := throughputLimit
 	rep.Throughput = throughput
 	if err := admin.FlushAll(ctx).Err(); err != nil {
 		return nil, err
@@ -182,6 +192,15 @@ func measureAll(ctx context.Context, o options, addr string, progress io.Writer)
 		}
 	}
 
+	// The path cells: fresh keys and denials on databases of their own.
+	rep.AblationConc = min(16, maxConc)
+	pr, err := newPathRig(ctx, o, addr, rep.Subjects, deciders, keys[:o.Keys], rep.AblationConc, throughput)
+	if err != nil {
+		return nil, err
+	}
+	defer pr.close()
+	rep.PathInUseFromCells = pr.inUseFromCells
+
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
 		if err != nil {
@@ -196,8 +215,9 @@ func measureAll(ctx context.Context, o options, addr string, progress io.Writer)
 
 	// Timed cells: every repetition visits every cell, and the subjects take
 	// turns going first, so drift on a shared machine hits all of them alike.
-	// Each repetition ends with the script cost breakdown (ablations).
-	rep.Ablations, rep.AblationConc = ablations(), min(16, maxConc)
+	// Each repetition ends with the script time by path and the script cost
+	// breakdown (ablations).
+	rep.Ablations = ablations()
 	for r := 0; r < o.Reps; r++ {
 		fmt.Fprintf(progress, "repetition %d/%d\n", r+1, o.Reps)
 		for _, conc := range o.Concs {
@@ -212,6 +232,10 @@ func measureAll(ctx context.Context, o options, addr string, progress io.Writer)
 					if err != nil {
 						return nil, fmt.Errorf("%s: %w", sr.S.Name, err)
 					}
+					if sr.S.Kind != kindFloor && c.Allowed != c.Decisions-c.Errors {
+						return nil, fmt.Errorf("%s: conc=%d hot=%v: %d of %d calls denied: the throughput limit (%d per %v) ran out",
+							sr.S.Name, conc, hot, c.Decisions-c.Errors-c.Allowed, c.Decisions, throughput.Limit, throughput.Period)
+					}
 					k := cellKey{Conc: conc, Hot: hot}
 					sr.Cells[k] = append(sr.Cells[k], c)
 					fmt.Fprintf(progress, "  %-34s conc=%-3d hot=%-5v %8.0f/s p50=%v p99=%v errors=%d\n",
@@ -219,10 +243,14 @@ func measureAll(ctx context.Context, o options, addr string, progress io.Writer)
 				}
 			}
 		}
-		if err := measureAblations(ctx, client, admin, rep.Ablations, keys[:o.Keys], rep.AblationConc, o.Duration); err != nil {
+		if err := pr.measure(ctx, admin, r, o.Duration, progress); err != nil {
+			return nil, err
+		}
+		if err := measureAblations(ctx, client, admin, rep.Ablations, keys[:o.Keys], rep.AblationConc, o.Duration, throughput); err != nil {
 			return nil, err
 		}
 	}
+	pr.finish()
 
 	// Memory, allocations and round trips, exactness: one limit of
 	// BurstLimit per hour, so no key refills or expires during a measurement.

@@ -28,6 +28,15 @@ type cell struct {
 	// ScriptCalls and ScriptUsec come from INFO commandstats for the subject's
 	// Commands, reset before the cell.
 	ScriptCalls, ScriptUsec int64
+	// Stats is the cell's whole INFO commandstats but the harness's own INFO
+	// and CONFIG: it counts the commands scripts call too.
+	Stats map[string]cmdStat
+	// Wrapped reports that some goroutine came back to the start of the key
+	// list (many keys), so a key was used more than once in the cell.
+	Wrapped bool
+	// Created is the number of keys in the database after the cell, where
+	// measured (the fresh-key cells, on a database emptied before each).
+	Created int64
 }
 
 // PerSecond is decisions per second.
@@ -56,7 +65,7 @@ func (c cell) ScriptMicros() float64 {
 
 // runCell runs decide from conc goroutines for about dur. With hot, every call
 // uses one key; otherwise goroutine g uses keys g, g+conc, g+2·conc, … so no
-// two goroutines share a key.
+// two goroutines share a key (and, until Wrapped, no key is used twice).
 func runCell(ctx context.Context, admin *redis.Client, s subject, decide decideFunc, keys []string, hotKey string, conc int, dur time.Duration, hot bool) (cell, error) {
 	if err := admin.ConfigResetStat(ctx).Err(); err != nil {
 		return cell{}, err
@@ -68,6 +77,7 @@ func runCell(ctx context.Context, admin *redis.Client, s subject, decide decideF
 	ru0 := selfCPU()
 
 	var decisions, allowed, errs atomic.Int64
+	var wrapped atomic.Bool
 	var firstErr atomic.Value
 	lats := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
@@ -78,12 +88,14 @@ func runCell(ctx context.Context, admin *redis.Client, s subject, decide decideF
 			defer wg.Done()
 			lat := make([]time.Duration, 0, 1<<14)
 			var nd, na, ne int64
+			wrap := false
 			idx := g
 			<-gate
 			end := time.Now().Add(dur)
 			for {
 				key := hotKey
 				if !hot {
+					wrap = wrap || idx >= len(keys)
 					key = keys[idx%len(keys)]
 					idx += conc
 				}
@@ -105,6 +117,9 @@ func runCell(ctx context.Context, admin *redis.Client, s subject, decide decideF
 			decisions.Add(nd)
 			allowed.Add(na)
 			errs.Add(ne)
+			if wrap {
+				wrapped.Store(true)
+			}
 			lats[g] = lat
 		}(g)
 	}
@@ -133,6 +148,13 @@ func runCell(ctx context.Context, admin *redis.Client, s subject, decide decideF
 		P99:       quantile(all, 0.99),
 		RedisCPU:  cpu1 - cpu0,
 		ClientCPU: ru1 - ru0,
+		Stats:     make(map[string]cmdStat, len(stats)),
+		Wrapped:   wrapped.Load(),
+	}
+	for name, st := range stats {
+		if name != "info" && name != "config|resetstat" && name != "config" {
+			c.Stats[name] = st
+		}
 	}
 	if e, ok := firstErr.Load().(string); ok {
 		c.FirstErr = e

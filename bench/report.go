@@ -26,6 +26,9 @@ type subjectResult struct {
 	Mem    memResult
 	Alloc  allocResult
 	Bursts []burstResult
+	// Paths are the script-time cells by path (byPath subjects only), at the
+	// report's AblationConc on many keys.
+	Paths [numPaths][]cell
 }
 
 // env describes the machine and the software measured.
@@ -49,9 +52,13 @@ type report struct {
 	Throughput limitSpec
 	Command    string
 	Started    time.Time
-	// Ablations are script skeletons measured at AblationConc goroutines.
+	// Ablations are script skeletons measured at AblationConc goroutines, and
+	// so are the Paths of every subject.
 	Ablations    []ablation
 	AblationConc int
+	// PathInUseFromCells: the keys-in-use path figure is the throughput
+	// cells' at AblationConc (else it was measured with the path cells).
+	PathInUseFromCells bool
 }
 
 func environment(ctx context.Context, admin *redis.Client) env {
@@ -213,7 +220,10 @@ func (r *report) markdown(o options) string {
 	w("## Setup\n\n")
 	w("- One go-redis v9 client for every subject: PoolSize %d, `MaxRetries: -1`, `ContextTimeoutEnabled: true`. ", 2*top)
 	w("This library requires the last two (a retried script would charge a call twice); the peers get the same options for fairness.\n")
-	w("- Throughput cells: every limiter allows %d events per %v with a burst of %d, so no cell can exhaust a key, and each admission moves a key's expiry seconds ahead (one event per 3.6s): every timed call is an admission that updates a key the warm-up created, for every subject. (With a fast refill, the buckets' keys expire within milliseconds, and most calls would create a key instead.) ", r.Throughput.Limit, r.Throughput.Period, r.Throughput.Limit)
+	w("- Throughput cells: every limiter allows %d events per %s with a burst of %d, so no cell can exhaust a key (a cell with a denial would stop the run), ", r.Throughput.Limit, fmtHours(r.Throughput.Period), r.Throughput.Limit)
+	w("and one event per %s, longer than the run, so a bucket never refills between two calls on a key: every timed call is an admission on a key in use that the warm-up created, for every subject ", fmtHours(r.Throughput.Period/time.Duration(r.Throughput.Limit)))
+	w("(for this library's buckets, PTTL + INCRBY; see *Script time by path* for the other paths). ")
+	w("With a refill faster than the seconds between two calls on a key, a bucket would be full again at nearly every call; with a fast refill, the buckets' keys expire within milliseconds, and most calls would create a key instead. ")
 	w("*Many keys*: goroutine g uses keys g, g+N, g+2N, … of %d keys (no two goroutines share a key). *Hot key*: all goroutines use one key.\n", o.Keys)
 	w("- This library: `Config{Name: \"tb\" (\"lb\", \"sw\"), Algorithm, Limit, Period, Timeout: 3s}` (3s = go-redis's default ReadTimeout, which bounds the peers' calls). ")
 	w("redis_rate: `Limit{Rate, Burst, Period}`. throttled: GCRA with its go-redis v9 store (`goredisstore.NewCtx`). ulule: the Redis store (fixed window).\n")
@@ -283,6 +293,7 @@ func (r *report) markdown(o options) string {
 			sr.Alloc.RoundTrips, sr.Alloc.Allocs, sr.Alloc.Bytes)
 	}
 	w("\n")
+	w("%s", r.pathTable())
 
 	w("## Bytes per key\n\n")
 	w("After one admitted call on each of %d fresh keys (limit %d per hour). *MEMORY USAGE* is Redis's estimate for the first key ", o.MemKeys, o.BurstLimit)
@@ -422,4 +433,200 @@ func chartLink(o options) string {
 		return o.Chart
 	}
 	return filepath.ToSlash(rel)
+}
+
+// fmtHours formats d as "1h", "800000h", or as time.Duration does when it
+// is not whole hours.
+func fmtHours(d time.Duration) string {
+	if d > 0 && d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", d/time.Hour)
+	}
+	return d.String()
+}
+
+// fmtScript formats the script µs/call of cells as "median (min)", or says
+// that the path ran no script command.
+func fmtScript(cells []cell) string {
+	if len(cells) == 0 {
+		return "–"
+	}
+	var calls int64
+	for _, c := range cells {
+		calls += c.ScriptCalls
+	}
+	if calls == 0 {
+		return "no script call"
+	}
+	return fmt.Sprintf("%.2f (%.2f)", median(cells, cell.ScriptMicros), minOf(cells, cell.ScriptMicros))
+}
+
+// commandsPerDecision lists the commands of cells per decision, from INFO
+// commandstats (commands a script calls included): the subject's script
+// commands first, then the rest by name; under 0.01 per decision left out.
+func commandsPerDecision(s subject, cells []cell) string {
+	var decisions int64
+	calls := map[string]int64{}
+	for _, c := range cells {
+		decisions += c.Decisions
+		for name, st := range c.Stats {
+			calls[name] += st.Calls
+		}
+	}
+	if decisions == 0 {
+		return "–"
+	}
+	names := make([]string, 0, len(calls))
+	for name, n := range calls {
+		if float64(n)/float64(decisions) >= 0.01 {
+			names = append(names, name)
+		}
+	}
+	rank := func(name string) int {
+		if slices.Contains(s.Commands, name) {
+			return 0
+		}
+		return 1
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if ra, rb := rank(a), rank(b); ra != rb {
+			return ra - rb
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(names))
+	for i, name := range names {
+		parts[i] = fmt.Sprintf("%s %.2f", strings.ToUpper(name), float64(calls[name])/float64(decisions))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// pathTable renders the script time by path.
+func (r *report) pathTable() string {
+	var subs []*subjectResult
+	for _, sr := range r.Subjects {
+		if sr.S.byPath() && len(sr.Paths[pathFresh]) > 0 {
+			subs = append(subs, sr)
+		}
+	}
+	if len(subs) == 0 {
+		return ""
+	}
+	o := r.Opts
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("### Script time by path\n\n")
+	w("The throughput cells are all admissions on keys in use, which for this library's buckets is the cheapest path through the script (PTTL, INCRBY), ")
+	w("so the figures above alone would flatter them; every user also takes the other paths. ")
+	w("This table gives each rate limiter's *Script µs/call* (`INFO commandstats` usec_per_call of its script command) on four paths, ")
+	w("at %d goroutines on many keys, as median (min) over the %d repetitions. ", r.AblationConc, o.Reps)
+	if r.PathInUseFromCells {
+		w("*Keys in use*: admissions on keys the warm-up created; these are the throughput cells at %d goroutines. ", r.AblationConc)
+	} else {
+		w("*Keys in use*: admissions on keys the warm-up created, the throughput cells' path (measured with the other two paths, as the throughput cells did not run at %d goroutines). ", r.AblationConc)
+	}
+	w("*Keys in use, refilled*: a limit of %d per %s on the same %d keys, each called once just before the cell, so every timed call finds its state in Redis but its bucket full again (calls on one key come some 100ms apart): traffic well within its limit, the common case in production. ",
+		refilledLimit.Limit, refilledLimit.Period, o.Keys)
+	w("*Fresh keys*: every call on a key never used before, under the throughput cells' limit (%d unique user keys per repetition, distinct across repetitions, none used twice in a cell; the database is emptied after each cell): ", o.FreshKeys)
+	w("a user's first call, or the first after the key expired. ")
+	w("*Denials*: a limit of %d per %s, each of %d keys exhausted by one admitted call in a warm-up, so that every timed call is denied: the path a limit exists for, and the one abusive traffic takes. ",
+		deniedLimit.Limit, fmtHours(deniedLimit.Period), o.Keys)
+	w("The last two columns check the paths, summed over the repetitions: keys the fresh-key cells created per call (1.00: every call made one new key), and calls the denial cells admitted (0: all denied). ")
+	w("*No script call* means the path ran none of the subject's script commands (see the commands below).\n\n")
+	w("| Subject | Keys in use: median (min) | Keys in use, refilled: median (min) | Fresh keys: median (min) | Denials: median (min) | Fresh keys: keys created / call | Denials: admitted / calls |\n")
+	w("|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, sr := range subs {
+		var created, freshCalls, admitted, deniedCalls int64
+		for _, c := range sr.Paths[pathFresh] {
+			created += c.Created
+			freshCalls += c.Decisions
+		}
+		for _, c := range sr.Paths[pathDenied] {
+			admitted += c.Allowed
+			deniedCalls += c.Decisions
+		}
+		perKey := "–"
+		if freshCalls > 0 {
+			perKey = fmt.Sprintf("%.2f (%d / %d)", float64(created)/float64(freshCalls), created, freshCalls)
+		}
+		w("| %s | %s | %s | %s | %s | %s | %d / %d |\n", sr.S.Name, fmtScript(sr.Paths[pathInUse]), fmtScript(sr.Paths[pathRefilled]),
+			fmtScript(sr.Paths[pathFresh]), fmtScript(sr.Paths[pathDenied]), perKey, admitted, deniedCalls)
+	}
+	w("\nRedis commands per decision on each path: `INFO commandstats` calls ÷ decisions, over the same cells. ")
+	w("Commands a script calls are counted too (and their time is inside the script's), so this shows which branch of a script ran.\n\n")
+	w("| Subject |")
+	for p := range numPaths {
+		w(" %s |", pathNames[p])
+	}
+	w("\n|---|---|---|---|---|\n")
+	for _, sr := range subs {
+		w("| %s |", sr.S.Name)
+		for p := range numPaths {
+			w(" %s |", commandsPerDecision(sr.S, sr.Paths[p]))
+		}
+		w("\n")
+	}
+	w("\n")
+	return b.String()
+}
+
+// ablationTable renders the script cost breakdown.
+func (r *report) ablationTable() string {
+	if len(r.Ablations) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	args := bucketArgs(r.Throughput)
+	w("### Script cost breakdown\n\n")
+	w("Skeleton scripts on many keys at %d goroutines; `INFO commandstats` usec_per_call, median and minimum over repetitions ", r.AblationConc)
+	w("(the minimum is the least disturbed by other processes). Each line adds to the one above it within its shape. ")
+	w("*Current*: called exactly like this library's bucket scripts for a plain Allow, EVALSHA with one key and 2 ARGV (`\"%s\"`, `\"%s\"`: ", args[0], args[1])
+	w("the call's cost and the capacity in µs under the throughput cells' limit), on keys that exist with a TTL, each set before every repetition as a bucket script sets a fresh key. ")
+	w("`+ PTTL` reads the key's remaining TTL, which is how the scripts now tell the time (no TIME call); ")
+	w("`+ PTTL, INCRBY` adds the one write of an admission on a key in use, the buckets' hot path and the throughput cells' path ")
+	w("(the sliding window's too, within an open window). ")
+	w("*Old script shape*: the call shape and Redis calls of the scripts before they took the time from the key's expiry ")
+	w("(six ARGV; TIME, GET, SET … PX; a 7-integer table reply), kept for comparison. ")
+	w("The full scripts' rows are their keys-in-use figures from *Script time by path*; for this library's scripts, *added* is the full script minus `+ PTTL, INCRBY`, ")
+	w("the Lua work around the same two Redis calls. The other paths add Redis calls (see the commands per decision above).")
+	var cur, old *ablation
+	for i := range r.Ablations {
+		a := &r.Ablations[i]
+		if a.Shape == shapeNew && a.Check != nil {
+			cur = a // the last current line: PTTL, INCRBY
+		}
+		if a.Shape == shapeOld {
+			old = a // the last old line
+		}
+	}
+	if cur != nil && old != nil && len(cur.Cells) > 0 && len(old.Cells) > 0 {
+		w(" In this run, `%s` cost %.2f µs/call (min), the old shape's last line %.2f µs/call (min).",
+			strings.SplitN(cur.Name, " (", 2)[0], minOf(cur.Cells, cell.ScriptMicros), minOf(old.Cells, cell.ScriptMicros))
+	}
+	w("\n\n| Shape | Script | µs/call: median | min | added (min) |\n|---|---|---:|---:|---:|\n")
+	prev, shape := 0.0, ""
+	for _, a := range r.Ablations {
+		v, lo := median(a.Cells, cell.ScriptMicros), minOf(a.Cells, cell.ScriptMicros)
+		added := "–"
+		if a.Shape == shape {
+			added = fmt.Sprintf("%+.2f", lo-prev)
+		}
+		w("| %s | %s | %.2f | %.2f | %s |\n", a.Shape, a.Name, v, lo, added)
+		prev, shape = lo, a.Shape
+	}
+	for _, name := range []string{"ours TokenBucket", "ours LeakyBucket", "ours SlidingWindow", "redis_rate", "ulule"} {
+		sr := r.find(name)
+		if sr == nil || len(sr.Paths[pathInUse]) == 0 {
+			continue
+		}
+		cells := sr.Paths[pathInUse]
+		lo := minOf(cells, cell.ScriptMicros)
+		added := ""
+		if sr.S.Kind == kindOurs && cur != nil && len(cur.Cells) > 0 {
+			added = fmt.Sprintf("%+.2f", lo-minOf(cur.Cells, cell.ScriptMicros))
+		}
+		w("| full script | %s, keys in use | %.2f | %.2f | %s |\n", name, median(cells, cell.ScriptMicros), lo, added)
+	}
+	w("\n")
+	return b.String()
 }

@@ -99,8 +99,15 @@ func freePort() (int, error) {
 // MaxRetries -1 and ContextTimeoutEnabled are what ratelimit.New requires;
 // the peers get the same, so every call is one attempt with the same deadlines.
 func newClient(addr string, poolSize int) *redis.Client {
+	return newClientDB(addr, poolSize, 0)
+}
+
+// newClientDB is newClient on database db (the path cells keep their keys
+// apart from the throughput cells' that way).
+func newClientDB(addr string, poolSize, db int) *redis.Client {
 	return redis.NewClient(&redis.Options{
 		Addr:                  addr,
+		DB:                    db,
 		PoolSize:              poolSize,
 		MinIdleConns:          poolSize / 2,
 		MaxRetries:            -1,

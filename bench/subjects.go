@@ -42,11 +42,20 @@ type subject struct {
 	Keyless bool
 	// Stateless subjects write nothing (the EVALSHA floor).
 	Stateless bool
-	// Script is the command whose INFO commandstats usec_per_call is the
-	// subject's Redis time per call.
+	// Commands are the commands whose INFO commandstats usec_per_call is the
+	// subject's script time per call.
 	Commands []string
+	// Pipeline is this library's Config.Pipeline (0: none).
+	Pipeline int
 	// New builds a decider on client for lim.
 	New func(ctx context.Context, client *redis.Client, lim limitSpec) (decideFunc, error)
+}
+
+// byPath reports whether the subject's script time is measured by path: the
+// rate limiters that keep state, one decision per call (not the floors, not
+// automatic pipelining).
+func (s subject) byPath() bool {
+	return s.Kind != kindFloor && !s.Keyless && !s.Stateless && s.Pipeline == 0
 }
 
 // floorScript is the EVALSHA floor: a script that only returns 1.
@@ -130,7 +139,7 @@ func subjects(pipeline int) []subject {
 
 // ours measures this library; limiterName keeps each algorithm's keys apart.
 func ours(name, limiterName string, alg ratelimit.Algorithm, pipeline int) subject {
-	return subject{Name: name, Kind: kindOurs, Algorithm: alg.String(), Commands: []string{"evalsha", "eval"},
+	return subject{Name: name, Kind: kindOurs, Algorithm: alg.String(), Commands: []string{"evalsha", "eval"}, Pipeline: pipeline,
 		New: func(ctx context.Context, c *redis.Client, lim limitSpec) (decideFunc, error) {
 			cfg := ratelimit.Config{
 				Name:      limiterName,

@@ -147,36 +147,31 @@ func (r *report) analysis() string {
 	b.WriteString("\nWhen *Measured ÷ CPU bound* is near 1, the machine's cores are the limit; well below 1, other processes took the rest (see the load average). Every one-round-trip subject pays about the same ")
 	b.WriteString("client cost (go-redis encode/decode, a syscall pair, goroutine wake-ups) and the same Redis cost (read, parse, reply, epoll), ")
 	b.WriteString("and the script time is what differs between them. So with one round trip per decision, the ratio to the EVALSHA floor ")
-	b.WriteString("is about (floor client + floor Redis CPU) ÷ (client + Redis CPU): reaching 0.85 needs a script of a few µs. ")
-	b.WriteString("Only carrying several decisions per round trip (batch calls, automatic pipelining) divides the fixed costs.\n")
-	return b.String()
-}
-
-// ablationTable renders the script cost breakdown.
-func (r *report) ablationTable() string {
-	if len(r.Ablations) == 0 {
-		return ""
+	b.WriteString("is about (floor client + floor Redis CPU) ÷ (client + Redis CPU).")
+	cpu := func(sr *subjectResult) (cl, rd, sc float64) {
+		return sr.med(many, func(c cell) float64 { return c.perDecision(c.ClientCPU) }),
+			sr.med(many, func(c cell) float64 { return c.perDecision(c.RedisCPU) }),
+			sr.med(many, cell.ScriptMicros)
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "### Script cost breakdown\n\nSkeleton scripts called exactly like this library's (EVALSHA, one key, six ARGV), on many keys at %d goroutines; ", r.AblationConc)
-	b.WriteString("INFO commandstats usec_per_call, median and minimum over repetitions (the minimum is the least disturbed by other processes). Each line adds to the one above it; compare the last lines with the full scripts' *Script µs/call* above.\n\n")
-	b.WriteString("| Script | µs/call: median | min | added (min) |\n|---|---:|---:|---:|\n")
-	prev := 0.0
-	for i, a := range r.Ablations {
-		v, lo := median(a.Cells, cell.ScriptMicros), minOf(a.Cells, cell.ScriptMicros)
-		added := "–"
-		if i > 0 {
-			added = fmt.Sprintf("%+.2f", lo-prev)
-		}
-		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %s |\n", a.Name, v, lo, added)
-		prev = lo
-	}
-	for _, name := range []string{"ours TokenBucket", "ours LeakyBucket", "ours SlidingWindow", "redis_rate", "ulule"} {
-		if sr := r.find(name); sr != nil {
-			k := cellKey{Conc: r.AblationConc}
-			fmt.Fprintf(&b, "| full script: %s (many keys, %d goroutines) | %.2f | %.2f | |\n", name, r.AblationConc, sr.med(k, cell.ScriptMicros), minOf(sr.Cells[k], cell.ScriptMicros))
+	if floor := r.find("EVALSHA return 1"); floor != nil {
+		fcl, frd, fsc := cpu(floor)
+		if fc := fcl + frd; fc > 0 {
+			fmt.Fprintf(&b, " In this run the floor costs %.1f µs of CPU per decision (client %.1f + Redis %.1f), so 0.85 × its rate allows %.1f µs per decision: ",
+				fc, fcl, frd, fc/0.85)
+			fmt.Fprintf(&b, "%.1f µs more than the floor, the whole budget for the script time beyond `return 1`'s (%.2f µs) and any client work the limiter adds", fc/0.85-fc, fsc)
+			var parts []string
+			for _, name := range []string{"ours TokenBucket", "ours LeakyBucket", "ours SlidingWindow"} {
+				if sr := r.find(name); sr != nil {
+					cl, rd, sc := cpu(sr)
+					parts = append(parts, fmt.Sprintf("%s %.1f µs more (script %+.2f µs, client %+.1f µs)", name, cl+rd-fc, sc-fsc, cl-fcl))
+				}
+			}
+			if len(parts) > 0 {
+				fmt.Fprintf(&b, "; measured: %s", strings.Join(parts, ", "))
+			}
+			b.WriteString(".")
 		}
 	}
-	b.WriteString("\n")
+	b.WriteString(" Only carrying several decisions per round trip (batch calls, automatic pipelining) divides the fixed costs.\n")
 	return b.String()
 }
