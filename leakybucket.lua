@@ -17,7 +17,8 @@
 --          EMPTY), or LOCK (2^60) while locked until the key expires. Missing,
 --          without TTL or unreadable: empty.
 -- ARGV[1]  c: the call's cost in µs, n * interval (>= 1; peek, refund: >= 0)
--- ARGV[2]  cap: Burst * interval in µs (>= c)
+-- ARGV[2]  cap: Burst * interval in µs (>= c), in hexadecimal (tonumber with
+--          a base skips strtod, a tenth of an admission's cost)
 -- ARGV[3]  block: lockout in ms after a denial, or "" for none
 -- ARGV[4]  mode: "" or absent consume; "p" peek: answer, write nothing;
 --          "r" refund: give c back (never lifts a lock, never below empty)
@@ -32,7 +33,7 @@
 local K = KEYS[1]
 local cs = ARGV[1]
 local c = tonumber(cs)
-local cap = tonumber(ARGV[2])
+local cap = tonumber(ARGV[2], 16)
 local mode = ARGV[4]
 local p = tonumber(ARGV[5]) or redis.call('PTTL', K)
 local LOCK = 576460752303423488 -- 2^59: values at or above it are locks

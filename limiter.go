@@ -67,8 +67,8 @@ type Limiter struct {
 	reset   *script
 	lock    *script
 	shape   shape
-	unitArg string // ARGV[1] of SlidingWindow: the period in ms
-	capArg  string // ARGV[2]: Burst × interval in µs (buckets) or Limit (window)
+	unitArg string // ARGV[1] of SlidingWindow: the period in ms, hexadecimal
+	capArg  string // ARGV[2]: Burst × interval in µs (buckets) or Limit (window), hexadecimal
 	block   string // BlockFor in ms for ARGV, or "" without lockout
 	allow1  []any  // ARGV for Allow: boxed once, shared read-only by every call
 	maxCost int
@@ -119,13 +119,13 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 		l.script = newScript(slidingWindowLua)
 	}
 	if cfg.Algorithm == SlidingWindow {
-		l.unitArg, l.capArg = strconv.FormatInt(l.shape.unit, 10), strconv.FormatInt(l.shape.limit, 10)
+		l.unitArg, l.capArg = strconv.FormatInt(l.shape.unit, 16), strconv.FormatInt(l.shape.limit, 16)
 		l.allow1 = []any{l.unitArg, l.capArg}
 		if l.block != "" {
 			l.allow1 = append(l.allow1, "1", l.block)
 		}
 	} else {
-		l.capArg = strconv.FormatInt(l.shape.capacity(), 10)
+		l.capArg = strconv.FormatInt(l.shape.capacity(), 16)
 		l.allow1 = []any{strconv.FormatInt(l.shape.unit, 10), l.capArg}
 		if l.block != "" {
 			l.allow1 = append(l.allow1, l.block)

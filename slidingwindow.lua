@@ -19,8 +19,9 @@
 -- KEYS[1]  state: prev * (limit+1) + cur, a decimal integer, or LOCK (2^60)
 --          while locked until the key expires. Missing, without TTL or
 --          unreadable: fresh.
--- ARGV[1]  P: the period in ms (integer >= 1)
--- ARGV[2]  limit (integer >= 1)
+-- ARGV[1]  P: the period in ms (integer >= 1), in hexadecimal
+-- ARGV[2]  limit (integer >= 1), in hexadecimal (tonumber with a base skips
+--          strtod, a tenth of an admission's cost)
 -- ARGV[3]  n: the call's cost (0 <= n <= limit), or absent for 1
 -- ARGV[4]  block: lockout in ms after a denial, or "" for none
 -- ARGV[5]  mode: "" or absent consume; "p" peek: answer, write nothing;
@@ -34,101 +35,99 @@
 --          else 0}.
 -- Writes:  the TTL is E, at most two periods ahead.
 local K = KEYS[1]
-local P = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
+local P = tonumber(ARGV[1], 16)
+local limit = tonumber(ARGV[2], 16)
 local ns = ARGV[3] or '1'
-local n = tonumber(ns)
+local n = 1
+if ARGV[3] then n = tonumber(ns) end
 local mode = ARGV[5]
 if mode == '' then mode = nil end
 local p = tonumber(ARGV[6]) or redis.call('PTTL', K)
 local base = limit + 1
 local LOCK = 576460752303423488 -- 2^59: values at or above it are locks
 
-local function reply(ok, v, rest)
-  if (P + 1) * base * base < 9007199254740992 then
-    local r = rest * base * base + v
-    if ok then return r end
-    return -1 - r
-  end
-  if ok then return {v, rest, 1} end
-  return {v, rest, 0}
+local x
+if p > P and mode == nil then
+  x = redis.pcall('INCRBY', K, ns)
+  if type(x) ~= 'number' then p = 0 end
+elseif p > 0 then
+  x = tonumber(redis.pcall('GET', K))
+  if not x then p = 0 end
 end
-
-local function deny(v, rest)
+-- The reply: whether admitted, the counts v and the ms left in the window.
+local ok, v, rest = true, 0, 0
+if p <= 0 then
+  -- Fresh: a window starts now.
+  if mode == nil then
+    redis.call('SET', K, ns, 'PX', string.format('%d', 2 * P))
+    v, rest = n, P
+  end
+elseif x >= LOCK then
+  if mode == nil and p > P then redis.call('DECRBY', K, ns) end
+  return {1000 * p, 0}
+else
+  if p > 2 * P then
+    -- On one clock PTTL <= 2P. More means the expiry came from a faster clock
+    -- (a promoted replica's): the current window opens now on this clock.
+    p = 2 * P
+    if mode ~= 'p' then redis.call('PEXPIRE', K, string.format('%d', p)) end
+  end
+  if p > P then
+    -- cur's window is open. Without mode, x already counts this call.
+    rest = p - P
+    if mode == nil then x = x - n end
+    local cur = x % base
+    local prev = (x - cur) / base
+    if mode == 'r' then
+      local back = math.min(cur, n)
+      prev = math.max(0, prev - (n - back))
+      v = prev * base + cur - back
+      if v == 0 then
+        redis.call('DEL', K)
+      elseif v ~= x then
+        redis.call('INCRBY', K, string.format('%d', v - x))
+      end
+    elseif prev * rest <= (limit - cur - n) * P then
+      v = x
+      if mode == nil then v = x + n end
+    else
+      if mode == nil then redis.call('DECRBY', K, ns) end
+      ok, v = false, x
+    end
+  else
+    -- cur's window has closed: this is the next one, with prev = the old cur.
+    rest = p
+    local prev = x % base
+    if mode == 'r' then
+      local left = math.max(0, prev - n)
+      if left == 0 then
+        redis.call('DEL', K)
+      elseif left ~= prev then
+        redis.call('INCRBY', K, string.format('%d', left - prev))
+      end
+      v = left * base
+    elseif prev * p <= (limit - n) * P then
+      v = prev * base
+      if mode == nil then
+        v = v + n
+        redis.call('SET', K, string.format('%d', v), 'PX', string.format('%d', p + P))
+      end
+    else
+      ok, v = false, prev * base
+    end
+  end
+end
+if not ok and mode == nil then
   local block = ARGV[4]
-  if mode == nil and block and block ~= '' then
+  if block and block ~= '' then
     redis.call('SET', K, '1152921504606846976', 'PX', block)
     return {1000 * tonumber(block), 1}
   end
-  return reply(false, v, rest)
 end
-
-local v
-if p > P and mode == nil then
-  v = redis.pcall('INCRBY', K, ns)
-  if type(v) ~= 'number' then p = 0 end
-elseif p > 0 then
-  v = tonumber(redis.pcall('GET', K))
-  if not v then p = 0 end
+if (P + 1) * base * base < 9007199254740992 then
+  local r = rest * base * base + v
+  if ok then return r end
+  return -1 - r
 end
-if p <= 0 then
-  -- Fresh: a window starts now.
-  if mode ~= nil then return reply(true, 0, 0) end
-  redis.call('SET', K, ns, 'PX', string.format('%d', 2 * P))
-  return reply(true, n, P)
-end
-if v >= LOCK then
-  if mode == nil and p > P then redis.call('DECRBY', K, ns) end
-  return {1000 * p, 0}
-end
-if p > 2 * P then
-  -- On one clock PTTL <= 2P. More means the expiry came from a faster clock
-  -- (a promoted replica's): the current window opens now on this clock.
-  p = 2 * P
-  if mode ~= 'p' then redis.call('PEXPIRE', K, string.format('%d', p)) end
-end
-
-if p > P then
-  -- cur's window is open. Without mode, v already counts this call.
-  local rest = p - P
-  if mode == nil then v = v - n end
-  local cur = v % base
-  local prev = (v - cur) / base
-  if mode == 'r' then
-    local back = math.min(cur, n)
-    prev = math.max(0, prev - (n - back))
-    local nv = prev * base + cur - back
-    if nv == 0 then
-      redis.call('DEL', K)
-    elseif nv ~= v then
-      redis.call('INCRBY', K, string.format('%d', nv - v))
-    end
-    return reply(true, nv, rest)
-  end
-  if prev * rest <= (limit - cur - n) * P then
-    if mode == nil then return reply(true, v + n, rest) end
-    return reply(true, v, rest)
-  end
-  if mode == nil then redis.call('DECRBY', K, ns) end
-  return deny(v, rest)
-end
-
--- cur's window has closed: this is the next one, with prev = the old cur.
-local prev = v % base
-if mode == 'r' then
-  local left = math.max(0, prev - n)
-  if left == 0 then
-    redis.call('DEL', K)
-  elseif left ~= prev then
-    redis.call('INCRBY', K, string.format('%d', left - prev))
-  end
-  return reply(true, left * base, p)
-end
-if prev * p <= (limit - n) * P then
-  if mode == nil then
-    redis.call('SET', K, string.format('%d', prev * base + n), 'PX', string.format('%d', p + P))
-    return reply(true, prev * base + n, p)
-  end
-  return reply(true, prev * base, p)
-end
-return deny(prev * base, p)
+if ok then return {v, rest, 1} end
+return {v, rest, 0}
