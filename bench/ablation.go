@@ -68,7 +68,7 @@ func ablations() []ablation {
 // capacity, in µs.
 func bucketArgs(lim limitSpec) []any {
 	c := intervalMicros(lim)
-	return []any{strconv.FormatInt(c, 10), strconv.FormatInt(int64(lim.Limit)*c, 10)}
+	return []any{strconv.FormatInt(c, 10), strconv.FormatInt(int64(lim.Limit)*c, 16)} // the capacity in hexadecimal
 }
 
 // intervalMicros is Period/Limit in µs, rounded up, as the library has it.

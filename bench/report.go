@@ -581,7 +581,7 @@ func (r *report) ablationTable() string {
 	w("Skeleton scripts on many keys at %d goroutines; `INFO commandstats` usec_per_call, median and minimum over repetitions ", r.AblationConc)
 	w("(the minimum is the least disturbed by other processes). Each line adds to the one above it within its shape. ")
 	w("*Current*: called exactly like this library's bucket scripts for a plain Allow, EVALSHA with one key and 2 ARGV (`\"%s\"`, `\"%s\"`: ", args[0], args[1])
-	w("the call's cost and the capacity in µs under the throughput cells' limit), on keys that exist with a TTL, each set before every repetition as a bucket script sets a fresh key. ")
+	w("the call's cost in µs, and the capacity in µs in hexadecimal, under the throughput cells' limit), on keys that exist with a TTL, each set before every repetition as a bucket script sets a fresh key. ")
 	w("`+ PTTL` reads the key's remaining TTL, which is how the scripts now tell the time (no TIME call); ")
 	w("`+ PTTL, INCRBY` adds the one write of an admission on a key in use, the buckets' hot path and the throughput cells' path ")
 	w("(the sliding window's too, within an open window). ")
