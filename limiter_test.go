@@ -636,6 +636,8 @@ func TestConfigErrors(t *testing.T) {
 		{"huge burst", Config{Name: "a", Limit: 1, Period: 24 * time.Hour, Burst: 1 << 30}, []string{"Config.Burst = 1073741824"}},
 		{"negative block", Config{Name: "a", Limit: 1, Period: time.Second, BlockFor: -1}, []string{"Config.BlockFor = -1ns"}},
 		{"nanosecond block", Config{Name: "a", Limit: 1, Period: time.Second, BlockFor: 1}, []string{"Config.BlockFor = 1ns"}},
+		{"bucket under 1ms", Config{Name: "a", Limit: 10_000, Period: time.Second, Burst: 5}, []string{"Config.Burst = 5 at one event per 100µs holds under 1ms", "Burst must be at least 10"}},
+		{"window period not whole ms", Config{Name: "a", Algorithm: SlidingWindow, Limit: 10, Period: 1500 * time.Microsecond}, []string{"Config.Period = 1.5ms, must be a whole number of milliseconds"}},
 		{"prefix with brace", Config{Name: "a", Limit: 1, Period: time.Second, KeyPrefix: "x{y}:"}, []string{`Config.KeyPrefix = "x{y}:"`}},
 		{"negative timeout", Config{Name: "a", Limit: 1, Period: time.Second, Timeout: -1}, []string{"Config.Timeout = -1ns"}},
 		{"policy", Config{Name: "a", Limit: 1, Period: time.Second, OnFailure: 7}, []string{"Config.OnFailure = 7"}},
