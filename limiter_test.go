@@ -292,7 +292,7 @@ func (l *Limiter) do(ctx context.Context, key string, n int, op Op) (Result, err
 // random sequence of (time step, cost, operation) and compares every reply and
 // the state left in Redis.
 func TestDifferential(t *testing.T) {
-	const steps = 5_000
+	const steps = 3_000
 	configs := []Config{
 		{Algorithm: TokenBucket, Limit: 7, Period: 3 * time.Second, Burst: 5},
 		{Algorithm: TokenBucket, Limit: 100, Period: time.Minute, BlockFor: 2 * time.Second},
