@@ -75,7 +75,7 @@ type Limiter struct {
 	co      *coalescer    // nil unless Config.Pipeline
 	denied  *denyCache    // nil unless Config.DenyCache
 	local   *localLimiter // nil unless FailLocal
-	epochs  epochs        // shared deadlines for calls whose context cannot be canceled
+	epochs  epochs        // the calls' shared deadlines (see deadline)
 
 	pttl func(rk string) int64 // tests: the PTTL a script uses for rk; nil asks Redis
 }

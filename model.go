@@ -79,7 +79,7 @@ func (m *model) bucket(now, n int64, op Op) any {
 		}
 		return -1 - d
 	}
-	var x int64
+	var x, d0 int64
 	if p > 0 {
 		m.v += c
 		x = m.v
@@ -87,9 +87,6 @@ func (m *model) bucket(now, n int64, op Op) any {
 			m.v -= c
 			return locked(1000*p, 0)
 		}
-	}
-	d0 := int64(0)
-	if p > 0 {
 		d0 = x - c + 1000*p
 	}
 	if p <= 0 || d0 < 0 {

@@ -57,17 +57,18 @@ if mode == 'p' or mode == 'r' then
   return -1 - d
 end
 
-local x
+local x, d0 = 0, 0
 if p > 0 then
   x = redis.pcall('INCRBY', K, cs)
-  if type(x) ~= 'number' then p = 0 end
+  if type(x) ~= 'number' then
+    p = 0
+  elseif x >= LOCK then
+    redis.call('DECRBY', K, cs)
+    return {1000 * p, 0}
+  else
+    d0 = x - c + 1000 * p
+  end
 end
-if p > 0 and x >= LOCK then
-  redis.call('DECRBY', K, cs)
-  return {1000 * p, 0}
-end
-local d0 = 0
-if p > 0 then d0 = x - c + 1000 * p end
 if p <= 0 or d0 < 0 then
   -- Fresh, or full again: TAT = now + c.
   if p > 0 and 1000 * p >= c then
