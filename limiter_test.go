@@ -733,6 +733,22 @@ func TestUnexpectedReplies(t *testing.T) {
 	}
 }
 
+func TestUnexpectedWindowReplies(t *testing.T) {
+	// Too wide to pack (see windowFits), so the reply is the string "v rest".
+	cfg := Config{Name: "reply", Algorithm: SlidingWindow, Limit: 2_000_000, Period: 100 * 24 * time.Hour}
+	good := &fakeScripter{reply: "4000002000001 7"} // v = prev*(Limit+1) + cur: prev 2,000,000, cur 1; 7ms left
+	r, err := mustNew(t, good, cfg).Allow(context.Background(), "k")
+	if err != nil || !r.Allowed || r.Remaining != 1_999_998 || r.ResetAfter != 7*time.Millisecond+cfg.Period {
+		t.Errorf("good reply: %+v, %v; want admitted, 2,000,000 - 1 - ceil(prev × 7ms/Period) remaining, reset after 7ms + Period", r, err)
+	}
+	for _, reply := range []any{int64(5), "", "5", "5 ", " 5", "x 5", "5 x", "5 -1", "5 5 5", "4000004000001 1", "1 8640000001", []any{int64(1), int64(2), int64(1)}} {
+		f := &fakeScripter{reply: reply}
+		if _, err := mustNew(t, f, cfg).Allow(context.Background(), "k"); !errors.Is(err, ErrUnexpectedReply) {
+			t.Errorf("reply %#v: err = %v, want ErrUnexpectedReply", reply, err)
+		}
+	}
+}
+
 func TestFailurePolicies(t *testing.T) {
 	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, ContextTimeoutEnabled: true})
 	defer down.Close()

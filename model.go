@@ -1,6 +1,9 @@
 package ratelimit
 
-import "math"
+import (
+	"math"
+	"strconv"
+)
 
 // lockValue is the stored value of a locked key (2^60); the scripts read any
 // value at or above lockFloor (2^59) as a lock, so a lock survives an INCRBY.
@@ -132,10 +135,10 @@ func (m *model) window(now, n int64, op Op) any {
 			}
 			return -1 - r
 		}
-		if ok {
-			return []any{v, rest, int64(1)}
+		if !ok {
+			v = -1 - v
 		}
-		return []any{v, rest, int64(0)}
+		return strconv.FormatInt(v, 10) + " " + strconv.FormatInt(rest, 10)
 	}
 	deny := func(v, rest int64) any {
 		if op == OpAllow && m.block > 0 {

@@ -3,6 +3,8 @@ package ratelimit
 import (
 	"fmt"
 	"math"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -46,8 +48,22 @@ func (s shape) decode(reply any, n int64, op Op) (Result, error) {
 			return s.window(ok, v%bb, v/bb, n, op)
 		}
 		return s.bucket(v, n, op)
+	case string:
+		if s.alg == SlidingWindow && !s.packed() {
+			vs, rs, found := strings.Cut(v, " ")
+			x, err1 := strconv.ParseInt(vs, 10, 64)
+			rest, err2 := strconv.ParseInt(rs, 10, 64)
+			if found && err1 == nil && err2 == nil && rest >= 0 {
+				ok := x >= 0
+				if !ok {
+					x = -1 - x
+				}
+				return s.window(ok, x, rest, n, op)
+			}
+		}
 	case []any:
-		var f [3]int64
+		// A lock: {the rest of the lock in µs, 1 if this call started it}.
+		var f [2]int64
 		for i, x := range v {
 			if i >= len(f) {
 				break
@@ -57,12 +73,9 @@ func (s shape) decode(reply any, n int64, op Op) (Result, error) {
 				return Result{}, fmt.Errorf("%w: element %d is %T %v", ErrUnexpectedReply, i, x, x)
 			}
 		}
-		switch {
-		case len(v) == 2 && f[1] <= 1:
+		if len(v) == 2 && f[1] <= 1 {
 			left := time.Duration(f[0]) * time.Microsecond
 			return Result{Outcome: OutcomeLockedOut, RetryAfter: left, ResetAfter: left, Locked: true, LockStarted: f[1] == 1}, nil
-		case len(v) == 3 && s.alg == SlidingWindow && !s.packed() && f[2] <= 1:
-			return s.window(f[2] == 1, f[0], f[1], n, op)
 		}
 	}
 	return Result{}, fmt.Errorf("%w: %T %v", ErrUnexpectedReply, reply, reply)

@@ -30,7 +30,8 @@
 -- Reply:   the window as the call leaves it (peek, denial: as it found it):
 --          v = prev * (limit+1) + cur and rest (ms), as one integer
 --          rest * (limit+1)^2 + v when (P+1) * (limit+1)^2 < 2^53, and -1 -
---          that when denied; else as {v, rest, 1 admitted or 0 denied}.
+--          that when denied; else as the string "v rest", with v written
+--          -1 - v when denied.
 --          While locked: {rest of the lock in µs, 1 if this call started it
 --          else 0}.
 -- Writes:  the TTL is E, at most two periods ahead.
@@ -129,5 +130,6 @@ if (P + 1) * base * base < 9007199254740992 then
   if ok then return r end
   return -1 - r
 end
-if ok then return {v, rest, 1} end
-return {v, rest, 0}
+-- Too wide for one integer: a string (a table costs Redis a fifth more).
+if not ok then v = -1 - v end
+return string.format('%d %d', v, rest)
