@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -127,8 +128,18 @@ func (sr *subjectResult) errors(k cellKey) (errs, total int64, first string) {
 // divided by b's rate in the same repetition (the cells of one repetition run
 // back to back, so they share the machine's load).
 func pairedRatio(a, b *subjectResult, k cellKey) (med, lo, hi float64) {
-	if a == nil || b == nil {
+	v := pairedRatios(a, b, k)
+	if len(v) == 0 {
 		return 0, 0, 0
+	}
+	return v[(len(v)-1)/2], v[0], v[len(v)-1]
+}
+
+// pairedRatios returns a's decisions per second over b's in cell k, one
+// ratio per repetition, sorted.
+func pairedRatios(a, b *subjectResult, k cellKey) []float64 {
+	if a == nil || b == nil {
+		return nil
 	}
 	ca, cb := a.Cells[k], b.Cells[k]
 	var v []float64
@@ -137,11 +148,32 @@ func pairedRatio(a, b *subjectResult, k cellKey) (med, lo, hi float64) {
 			v = append(v, x/y)
 		}
 	}
-	if len(v) == 0 {
+	slices.Sort(v)
+	return v
+}
+
+// medianInterval returns a distribution-free confidence interval for the
+// median of the population that sorted was drawn from, and its coverage: the
+// order statistics sorted[j] and sorted[n-1-j], for the largest j at which the
+// interval misses the median on either side with probability at most 2.5%
+// (P(B <= j) for B ~ Binomial(n, 1/2)). With fewer than 6 samples no j
+// reaches 95% and the interval is the whole range (93.75% for 5).
+func medianInterval(sorted []float64) (lo, hi, coverage float64) {
+	n := len(sorted)
+	if n == 0 {
 		return 0, 0, 0
 	}
-	slices.Sort(v)
-	return v[(len(v)-1)/2], v[0], v[len(v)-1]
+	term := math.Exp2(-float64(n)) // P(B = j)
+	cdf := term                    // P(B <= j)
+	j := 0
+	for 2*(j+1) <= n-1 {
+		next := term * float64(n-j) / float64(j+1) // P(B = j+1)
+		if cdf+next > 0.025 {
+			break
+		}
+		j, term, cdf = j+1, next, cdf+next
+	}
+	return sorted[j], sorted[n-1-j], 1 - 2*cdf
 }
 
 // fmtPaired formats pairedRatio's result as "0.93 (0.85–1.01)".
@@ -342,9 +374,16 @@ func (r *report) markdown(o options) string {
 	w("\n")
 
 	w("## Targets (issue 7)\n\n")
+	w("*Met?* follows the median over repetitions. For a ratio, *within this run's noise* means the median's confidence interval ")
+	w("(distribution-free: two order statistics of the per-repetition ratios, for at least 95%% coverage where the number of repetitions allows) ")
+	w("reaches both sides of the target: another run on the same machine may well give the other answer.\n\n")
 	w("| Target | Measured | Met? |\n|---|---|---|\n")
 	for _, t := range r.targets() {
-		w("| %s | %s | %s |\n", t.Name, t.Measured, yesNo(t.Met))
+		verdict := yesNo(t.Met)
+		if t.Undecided {
+			verdict += ", within this run's noise"
+		}
+		w("| %s | %s | %s |\n", t.Name, t.Measured, verdict)
 	}
 	w("\n")
 	w("## Where the time goes\n\n%s\n", r.analysis())
