@@ -42,8 +42,8 @@ type options struct {
 
 func defaultOptions() options {
 	return options{
-		Reps:        5,
-		Duration:    600 * time.Millisecond,
+		Reps:        15,
+		Duration:    500 * time.Millisecond,
 		Concs:       []int{1, 16, 64},
 		Keys:        10_000,
 		FreshKeys:   200_000,
