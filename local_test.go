@@ -46,6 +46,24 @@ func TestFailLocal(t *testing.T) {
 	}
 }
 
+// TestFailLocalWideWindow decides locally on a SlidingWindow too wide to pack
+// its reply into one integer: the model's string reply decodes as Redis's does.
+func TestFailLocalWideWindow(t *testing.T) {
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer down.Close()
+	l := mustNew(t, down, Config{Name: "wide", Algorithm: SlidingWindow, Limit: 2_000_000, Period: 100 * 24 * time.Hour,
+		OnFailure: FailLocal, LocalInstances: 2})
+	if l.local.proto.packed() {
+		t.Fatal("the local limiter's window packs; this test needs one that does not")
+	}
+	for i := 1; i <= 3; i++ {
+		r, err := l.AllowN(context.Background(), "k", 10)
+		if err != nil || !r.Allowed || r.Outcome != OutcomeFailedLocal || r.Remaining != 1_000_000-10*i {
+			t.Fatalf("call %d = %+v, %v; want decided locally, %d of 1,000,000 left", i, r, err, 1_000_000-10*i)
+		}
+	}
+}
+
 // TestFailLocalTakesOver kills a real Redis mid-test: decisions move to the
 // local limiter, which starts fresh (its state is per process).
 func TestFailLocalTakesOver(t *testing.T) {
