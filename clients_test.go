@@ -43,7 +43,7 @@ func fipsChild(t *testing.T, addr string) {
 			t.Fatalf("call %d = %+v, %v; want allowed %v", i, r, err, want)
 		}
 	}
-	if p := l.script.sha.Load(); p == nil || len(*p) != 40 {
+	if p := l.script.sha.Load(); p == nil || len(p.hex) != 40 {
 		t.Fatal("the digest was not taken from Redis")
 	}
 	t.Log("fips child: ok")

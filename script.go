@@ -20,16 +20,21 @@ import (
 // in a cluster or behind a proxy the load can land on another node.
 type script struct {
 	src    string
-	srcArg any                    // src boxed once, for EVAL's arguments
-	sha    atomic.Pointer[string] // hex SHA1 of src; nil until known
-	shaArg atomic.Pointer[any]    // *sha boxed once, for EVALSHA's arguments
-	mu     sync.Mutex             // serialises asking Redis for the digest
+	srcArg any                       // src boxed once, for EVAL's arguments
+	sha    atomic.Pointer[scriptSHA] // nil until known
+	mu     sync.Mutex                // serialises asking Redis for the digest
+}
+
+// scriptSHA is a script's digest, in the two forms the calls send it in.
+type scriptSHA struct {
+	hex string // hex SHA1 of the source
+	arg any    // hex boxed once, for EVALSHA's arguments
 }
 
 func newScript(src string) *script {
 	s := &script{src: src, srcArg: src}
 	if sha := localSHA1(src); sha != "" {
-		s.storeSHA(sha)
+		s.sha.Store(&scriptSHA{hex: sha, arg: sha})
 	}
 	return s
 }
@@ -50,23 +55,29 @@ func localSHA1(src string) (sha string) {
 // caches the script on the node that answers) when it could not be computed
 // locally. It returns "" if Redis could not be asked; the caller then uses EVAL.
 func (s *script) digest(ctx context.Context, c redis.Scripter) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p := s.sha.Load(); p != nil {
-		return *p
+	if sha := s.known(ctx, c); sha != nil {
+		return sha.hex
 	}
-	sha, err := c.ScriptLoad(ctx, s.src).Result()
-	if err != nil || len(sha) != 40 {
-		return ""
-	}
-	s.storeSHA(sha)
-	return sha
+	return ""
 }
 
-func (s *script) storeSHA(sha string) {
-	var a any = sha
-	s.shaArg.Store(&a)
-	s.sha.Store(&sha)
+// known is digest's answer in both forms, or nil.
+func (s *script) known(ctx context.Context, c redis.Scripter) *scriptSHA {
+	if sha := s.sha.Load(); sha != nil {
+		return sha
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sha := s.sha.Load(); sha != nil {
+		return sha
+	}
+	hex, err := c.ScriptLoad(ctx, s.src).Result()
+	if err != nil || len(hex) != 40 {
+		return nil
+	}
+	sha := &scriptSHA{hex: hex, arg: hex}
+	s.sha.Store(sha)
+	return sha
 }
 
 // run evaluates the script on the one key key: EVALSHA first, and on an error
@@ -76,26 +87,19 @@ func (s *script) run(ctx context.Context, c redis.Scripter, key string, args ...
 	if cc, ok := c.(*redis.ClusterClient); ok {
 		return s.runOnPrimary(ctx, cc, key, args...)
 	}
-	if p, ok := c.(processor); ok {
-		if sha := s.shaArg.Load(); sha != nil {
-			return s.process(ctx, p, *sha, key, args)
-		}
-	}
-	var sha string
-	if p := s.sha.Load(); p != nil {
-		sha = *p
-	} else {
-		sha = s.digest(ctx, c)
+	sha := s.known(ctx, c)
+	if p, ok := c.(processor); ok && sha != nil {
+		return s.process(ctx, p, sha.arg, key, args)
 	}
 	keys := []string{key}
-	if sha != "" {
-		reply, err = c.EvalSha(ctx, sha, keys, args...).Result()
+	if sha != nil {
+		reply, err = c.EvalSha(ctx, sha.hex, keys, args...).Result()
 		if err == nil || !isNoScript(err) {
 			return reply, false, err
 		}
 	}
 	reply, err = c.Eval(ctx, s.src, keys, args...).Result()
-	return reply, sha != "", err
+	return reply, sha != nil, err
 }
 
 // processor is the Process method of every go-redis client (Client, Ring,
