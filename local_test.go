@@ -53,7 +53,7 @@ func TestFailLocalWideWindow(t *testing.T) {
 	defer down.Close()
 	l := mustNew(t, down, Config{Name: "wide", Algorithm: SlidingWindow, Limit: 2_000_000, Period: 100 * 24 * time.Hour,
 		OnFailure: FailLocal, LocalInstances: 2})
-	if l.local.proto.packed() {
+	if l.local.proto.packed {
 		t.Fatal("the local limiter's window packs; this test needs one that does not")
 	}
 	for i := 1; i <= 3; i++ {

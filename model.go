@@ -1,9 +1,6 @@
 package ratelimit
 
-import (
-	"math"
-	"strconv"
-)
+import "strconv"
 
 // lockValue is the stored value of a locked key (2^60); the scripts read any
 // value at or above lockFloor (2^59) as a lock, so a lock survives an INCRBY.
@@ -128,7 +125,7 @@ func (m *model) window(now, n int64, op Op) any {
 	period, limit := m.unit, m.limit
 	base := limit + 1
 	reply := func(ok bool, v, rest int64) any {
-		if m.packed() {
+		if m.packed {
 			r := rest*base*base + v
 			if ok {
 				return r
@@ -225,10 +222,3 @@ func (m *model) window(now, n int64, op Op) any {
 
 // ceilDiv is a/b rounded up, for a >= 0 and b > 0.
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
-
-// windowFits reports whether a SlidingWindow of the given period (ms) and
-// limit packs its reply into one integer below 2^53 (see slidingwindow.lua).
-func windowFits(period, limit int64) bool {
-	base := float64(limit + 1)
-	return float64(period+1)*base*base < math.Exp2(53)
-}

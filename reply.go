@@ -15,21 +15,29 @@ type shape struct {
 	unit  int64 // buckets: µs per unit (the interval); SlidingWindow: the period in ms
 	limit int64 // buckets: Burst; SlidingWindow: Limit
 	block int64 // lockout after a denial in ms; 0 means none
+	// packed: a SlidingWindow reply is one integer (see windowFits), not the
+	// string "v rest".
+	packed bool
 }
 
 func newShape(alg Algorithm, limit, burst int, period, blockFor time.Duration) shape {
 	s := shape{alg: alg, limit: int64(burst), unit: intervalMicros(limit, period), block: ceilMillis(blockFor)}
 	if alg == SlidingWindow {
 		s.limit, s.unit = int64(limit), ceilMillis(period)
+		s.packed = windowFits(s.unit, s.limit)
 	}
 	return s
 }
 
+// windowFits reports whether a SlidingWindow of the given period (ms) and
+// limit packs its reply into one integer below 2^53 (see slidingwindow.lua).
+func windowFits(period, limit int64) bool {
+	base := float64(limit + 1)
+	return float64(period+1)*base*base < math.Exp2(53)
+}
+
 // capacity is the buckets' Burst × interval in µs.
 func (s shape) capacity() int64 { return s.limit * s.unit }
-
-// packed reports whether a SlidingWindow reply is one integer.
-func (s shape) packed() bool { return windowFits(s.unit, s.limit) }
 
 // decode checks and converts a script's reply to the Result of a call of
 // cost n, or returns an error wrapping ErrUnexpectedReply.
@@ -37,7 +45,7 @@ func (s shape) decode(reply any, n int64, op Op) (Result, error) {
 	switch v := reply.(type) {
 	case int64:
 		if s.alg == SlidingWindow {
-			if !s.packed() {
+			if !s.packed {
 				break
 			}
 			ok := v >= 0
@@ -49,7 +57,7 @@ func (s shape) decode(reply any, n int64, op Op) (Result, error) {
 		}
 		return s.bucket(v, n, op)
 	case string:
-		if s.alg == SlidingWindow && !s.packed() {
+		if s.alg == SlidingWindow && !s.packed {
 			vs, rs, found := strings.Cut(v, " ")
 			x, err1 := strconv.ParseInt(vs, 10, 64)
 			rest, err2 := strconv.ParseInt(rs, 10, 64)
