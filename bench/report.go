@@ -128,11 +128,15 @@ func (sr *subjectResult) errors(k cellKey) (errs, total int64, first string) {
 // divided by b's rate in the same repetition (the cells of one repetition run
 // back to back, so they share the machine's load).
 func pairedRatio(a, b *subjectResult, k cellKey) (med, lo, hi float64) {
-	v := pairedRatios(a, b, k)
-	if len(v) == 0 {
+	return medianRange(pairedRatios(a, b, k))
+}
+
+// medianRange returns the median, smallest and largest of sorted, or zeros.
+func medianRange(sorted []float64) (med, lo, hi float64) {
+	if len(sorted) == 0 {
 		return 0, 0, 0
 	}
-	return v[(len(v)-1)/2], v[0], v[len(v)-1]
+	return sorted[(len(sorted)-1)/2], sorted[0], sorted[len(sorted)-1]
 }
 
 // pairedRatios returns a's decisions per second over b's in cell k, one

@@ -33,8 +33,8 @@ func (t ratioTarget) judge() (met, undecided bool, interval string) {
 	if len(t.v) == 0 {
 		return false, false, ""
 	}
+	med, _, _ := medianRange(t.v)
 	lo, hi, cov := medianInterval(t.v)
-	med := t.v[(len(t.v)-1)/2]
 	return t.met(med), t.met(lo) != t.met(hi), fmt.Sprintf("%.0f%% interval of the median %.2f–%.2f", 100*cov, lo, hi)
 }
 
@@ -49,8 +49,9 @@ func (r *report) targets() []target {
 		if a == nil || b == nil {
 			return
 		}
-		m, lo, hi := pairedRatio(a, b, many)
-		met, undecided, interval := ratioTarget{pairedRatios(a, b, many), want, strict}.judge()
+		v := pairedRatios(a, b, many)
+		m, lo, hi := medianRange(v)
+		met, undecided, interval := ratioTarget{v, want, strict}.judge()
 		ts = append(ts, target{
 			Name:      name,
 			Measured:  fmt.Sprintf("%s vs %s; paired ratio %s; %s", fmtRate(a.rate(many)), fmtRate(b.rate(many)), fmtPaired(m, lo, hi), interval),
@@ -67,10 +68,11 @@ func (r *report) targets() []target {
 		paired(fmt.Sprintf("%s ahead of ulule", b.S.Name), b, ul, 1, true)
 	}
 	if sw != nil && tb != nil && lb != nil {
-		met1, und1, int1 := ratioTarget{pairedRatios(sw, tb, many), 0.9, false}.judge()
-		met2, und2, int2 := ratioTarget{pairedRatios(sw, lb, many), 0.9, false}.judge()
-		m1, _, _ := pairedRatio(sw, tb, many)
-		m2, _, _ := pairedRatio(sw, lb, many)
+		v1, v2 := pairedRatios(sw, tb, many), pairedRatios(sw, lb, many)
+		met1, und1, int1 := ratioTarget{v1, 0.9, false}.judge()
+		met2, und2, int2 := ratioTarget{v2, 0.9, false}.judge()
+		m1, _, _ := medianRange(v1)
+		m2, _, _ := medianRange(v2)
 		sureYes := met1 && !und1 && met2 && !und2
 		sureNo := (!met1 && !und1) || (!met2 && !und2)
 		ts = append(ts, target{
@@ -146,8 +148,9 @@ func (r *report) targets() []target {
 		if !strings.Contains(s.S.Name, "Pipeline=") || rr == nil {
 			continue
 		}
-		m, lo, hi := pairedRatio(s, rr, many)
-		met, undecided, interval := ratioTarget{pairedRatios(s, rr, many), 2, false}.judge()
+		v := pairedRatios(s, rr, many)
+		m, lo, hi := medianRange(v)
+		met, undecided, interval := ratioTarget{v, 2, false}.judge()
 		p, q := s.med(many, func(c cell) float64 { return float64(c.P99) }), rr.med(many, func(c cell) float64 { return float64(c.P99) })
 		ts = append(ts, target{
 			Name:      fmt.Sprintf("%s ≥ 2 × redis_rate, p99 no worse (automatic pipelining, Config.Pipeline)", s.S.Name),
