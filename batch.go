@@ -53,10 +53,10 @@ func AllowAll(ctx context.Context, reqs ...Request) (results []Result, errs []er
 		items[i] = batchItem{l: r.Limiter, n: n}
 		if r.Limiter == nil {
 			items[i].err = fmt.Errorf("ratelimit: AllowAll: request %d has no Limiter: %w", i, ErrInvalidConfig)
-		} else if n < 0 || n > r.Limiter.maxCost {
-			items[i].err = fmt.Errorf("ratelimit: %s: cost n = %d, must be between 0 and Burst (%d): %w", r.Limiter.cfg.Name, n, r.Limiter.maxCost, ErrInvalidCost)
+		} else if err := r.Limiter.checkCost("cost", n); err != nil {
+			items[i].err = err
 		} else {
-			items[i].rk = r.Limiter.redisKey(r.Key)
+			items[i].keys = r.Limiter.keys(r.Key)
 		}
 	}
 	// Group the valid requests by client; each group is one pipeline.
@@ -91,9 +91,9 @@ func AllowAll(ctx context.Context, reqs ...Request) (results []Result, errs []er
 
 // batchItem is one request of a batch and, after it ran, its answer.
 type batchItem struct {
-	l  *Limiter
-	rk string // the Redis key (Limiter.redisKey)
-	n  int
+	l    *Limiter
+	keys []string // the Redis keys (Limiter.keys)
+	n    int
 
 	res Result
 	err error
@@ -106,7 +106,7 @@ func runGroup(ctx context.Context, group []*batchItem) {
 	if !ok || len(group) == 1 {
 		for _, it := range group {
 			// Not AllowN: a coalesced call must not be queued again.
-			it.res, it.err = it.l.call(ctx, it.rk, it.n, OpAllow)
+			it.res, it.err = it.l.call(ctx, it.keys, it.n, OpAllow)
 		}
 		return
 	}
@@ -143,14 +143,12 @@ type nodeRun struct {
 func pipelineGroup(ctx, rctx context.Context, client redis.Scripter, p pipeliner, group []*batchItem, run *nodeRun) {
 	start := time.Now()
 	cmds := make([]*redis.Cmd, len(group))
-	keys := make([][]string, len(group))
 	pipe := p.Pipeline()
 	for i, it := range group {
-		keys[i] = []string{it.rk}
 		if sha := it.l.script.digest(rctx, client); sha != "" {
-			cmds[i] = pipe.EvalSha(rctx, sha, keys[i], it.l.args(it.rk, it.n, OpAllow)...)
+			cmds[i] = pipe.EvalSha(rctx, sha, it.keys, it.l.args(it.n, OpAllow)...)
 		} else {
-			cmds[i] = pipe.Eval(rctx, it.l.script.src, keys[i], it.l.args(it.rk, it.n, OpAllow)...)
+			cmds[i] = pipe.Eval(rctx, it.l.script.src, it.keys, it.l.args(it.n, OpAllow)...)
 		}
 	}
 	_, _ = pipe.Exec(rctx) // each command carries its own error
@@ -163,7 +161,7 @@ func pipelineGroup(ctx, rctx context.Context, client redis.Scripter, p pipeliner
 				again = p.Pipeline()
 			}
 			reloaded[i] = true
-			cmds[i] = again.Eval(rctx, group[i].l.script.src, keys[i], group[i].l.args(group[i].rk, group[i].n, OpAllow)...)
+			cmds[i] = again.Eval(rctx, group[i].l.script.src, group[i].keys, group[i].l.args(group[i].n, OpAllow)...)
 		}
 	}
 	if again != nil {
@@ -181,7 +179,7 @@ func pipelineGroup(ctx, rctx context.Context, client redis.Scripter, p pipeliner
 				run.sick = true
 			}
 		}
-		it.res, it.err = it.l.finish(ctx, it.rk, it.n, OpAllow, reply, err, reloaded[i], took)
+		it.res, it.err = it.l.finish(ctx, it.keys, it.n, OpAllow, reply, err, reloaded[i], took)
 	}
 }
 
@@ -195,7 +193,7 @@ func runOnPrimaries(ctx, rctx context.Context, cc *redis.ClusterClient, group []
 	byNode := map[*redis.Client][]*batchItem{}
 	var alone []*batchItem
 	for _, it := range group {
-		node, err := cc.MasterForKey(rctx, it.rk)
+		node, err := cc.MasterForKey(rctx, it.keys[0])
 		if err != nil {
 			alone = append(alone, it)
 			continue
@@ -221,7 +219,7 @@ func runOnPrimaries(ctx, rctx context.Context, cc *redis.ClusterClient, group []
 		alone = append(alone, run.redirected...)
 	}
 	for _, it := range alone {
-		it.res, it.err = it.l.call(ctx, it.rk, it.n, OpAllow)
+		it.res, it.err = it.l.call(ctx, it.keys, it.n, OpAllow)
 	}
 }
 

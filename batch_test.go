@@ -85,7 +85,7 @@ func TestAllowAll(t *testing.T) {
 			if len(ev) != 9 || reloads != 9 {
 				t.Errorf("%d events, %d reloads; want 9 and 9", len(ev), reloads)
 			}
-			if !res(t, pair, "alice|203.0.113.7").Locked {
+			if !res(t, pair, "alice|203.0.113.7").Locked() {
 				t.Error("the pair's denial did not start its lockout")
 			}
 			// Every request ran exactly once: the ip bucket (3) is empty, not overdrawn.

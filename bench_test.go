@@ -84,7 +84,7 @@ func BenchmarkDecode(b *testing.B) {
 	l := mustNew(b, &fakeScripter{}, Config{Name: "bench", Limit: 1, Period: time.Second})
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := l.shape.decode(okReply, 1, OpAllow); err != nil {
+		if _, err := l.rates.decode(okReply, 1, OpAllow); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -86,8 +86,8 @@ const (
 	maxSpan      = 100 * 365 * 24 * time.Hour // Period, BlockFor, Burst×interval
 	maxPrefixLen = 64
 	maxNameLen   = 64
-	// maxWindowLimit keeps SlidingWindow's packed state, which needs
-	// 4×(Limit+1)² values, below 2^53.
+	// maxWindowLimit keeps SlidingWindow's counts below windowBase (2^26), so
+	// that prev*2^26 + cur stays below 2^52.
 	maxWindowLimit = 47_453_131
 )
 
@@ -120,11 +120,30 @@ type Config struct {
 	// zero or equal to Limit.
 	Burst int
 
+	// Rates are more rates that every call must fit in, beside Limit per
+	// Period: 10 per second AND 10,000 per day, say. A call is admitted iff it
+	// fits in every rate, and is then charged to every rate; a call that one
+	// rate denies is charged to none. One script, one round trip, atomic (all
+	// of an identity's keys share one hash tag). Each rate is checked like
+	// Limit, Period and Burst (Burst 0 means its Limit); no two rates may
+	// have the same Period; at most 8 rates in all.
+	Rates []Rate
+
 	// BlockFor, if positive, locks a key for BlockFor, rounded up to the
 	// millisecond, after a denied call: every call on the key is denied until
-	// the lock ends, with RetryAfter set to the rest of the lock. After the
-	// lock the key is fresh. Zero means no lockout. Peek never starts a lock.
+	// the lock ends, with RetryAfter set to the rest of the lock. The lock is
+	// a key of its own: the state under it is kept and refills as usual, so a
+	// lock never raises what a key is admitted afterwards, and a call on a
+	// locked key writes nothing. Zero means no lockout. Peek never starts a
+	// lock.
 	BlockFor time.Duration
+
+	// Shadow turns enforcement off, to roll out a new limit: every call is
+	// decided and charged exactly as it would be (lockouts included), but a
+	// call that would be denied is admitted with Outcome OutcomeShadowDenied,
+	// which Observers, metrics and the middleware see. Result.RetryAfter and
+	// Remaining still say what the limit would have answered.
+	Shadow bool
 
 	// KeyPrefix starts every Redis key of this limiter. If empty, it is
 	// DefaultKeyPrefix ("rl:"). It may not contain '{' or '}' (the hash tag
@@ -193,41 +212,11 @@ func (c *Config) normalize() error {
 	if int(c.Algorithm) >= len(algorithmNames) {
 		errs = append(errs, configError("Config.Algorithm = %d, must be TokenBucket, LeakyBucket or SlidingWindow", uint8(c.Algorithm)))
 	}
-	if c.Limit < 1 {
-		errs = append(errs, configError("Config.Limit = %d, must be >= 1", c.Limit))
-	}
-	switch {
-	case c.Period <= 0:
-		errs = append(errs, configError("Config.Period = %v, must be > 0", c.Period))
-	case c.Period > maxSpan:
-		errs = append(errs, configError("Config.Period = %v, must be <= %v", c.Period, maxSpan))
-	case c.Limit >= 1 && c.Period/time.Duration(c.Limit) < time.Microsecond:
-		errs = append(errs, configError("Config.Limit = %d per Config.Period = %v is faster than one event per microsecond", c.Limit, c.Period))
-	}
-	if c.Algorithm == SlidingWindow && c.Limit > maxWindowLimit {
-		errs = append(errs, configError("Config.Limit = %d, must be <= %d for SlidingWindow", c.Limit, maxWindowLimit))
-	}
-	switch {
-	case c.Burst < 0:
-		errs = append(errs, configError("Config.Burst = %d, must be >= 0 (0 means Limit)", c.Burst))
-	case c.Algorithm == SlidingWindow && c.Burst != 0 && c.Burst != c.Limit:
-		errs = append(errs, configError("Config.Burst = %d, must be 0 or Limit (%d) for SlidingWindow", c.Burst, c.Limit))
-	case c.Burst == 0:
-		c.Burst = c.Limit
-	}
-	if c.Burst > 0 && c.Limit >= 1 && c.Period > 0 && c.Period <= maxSpan {
-		iv := intervalMicros(c.Limit, c.Period)
-		switch {
-		case iv > 0 && int64(c.Burst) > int64(maxSpan/time.Microsecond)/iv:
-			errs = append(errs, configError("Config.Burst = %d at one event per %v spans more than %v", c.Burst, time.Duration(iv)*time.Microsecond, maxSpan))
-		case c.Algorithm != SlidingWindow && int64(c.Burst)*iv < 1000:
-			// Time moves in whole ms (see the scripts): a bucket that fills in
-			// less would admit at most Burst per ms, below the configured rate.
-			errs = append(errs, configError("Config.Burst = %d at one event per %v holds under 1ms of events, and Redis's clock moves in whole milliseconds: Burst must be at least %d", c.Burst, time.Duration(iv)*time.Microsecond, ceilDiv(1000, iv)))
-		}
-	}
-	if c.Algorithm == SlidingWindow && c.Period > 0 && c.Period%time.Millisecond != 0 {
-		errs = append(errs, configError("Config.Period = %v, must be a whole number of milliseconds for SlidingWindow", c.Period))
+	main := Rate{Limit: c.Limit, Period: c.Period, Burst: c.Burst}
+	errs = append(errs, main.check(c.Algorithm, "Config")...)
+	c.Burst = main.Burst
+	for i := range c.Rates {
+		errs = append(errs, c.Rates[i].check(c.Algorithm, c.rateField(i+1))...)
 	}
 	switch {
 	case c.BlockFor < 0:
@@ -264,6 +253,19 @@ func (c *Config) normalize() error {
 		errs = append(errs, configError("Config.LocalInstances = %d and Config.LocalKeys = %d, must be >= 0", c.LocalInstances, c.LocalKeys))
 	}
 	return errors.Join(errs...)
+}
+
+// rates is the Config's rate set: its own rate, then Rates.
+func (c *Config) rates() []Rate {
+	return append([]Rate{{Limit: c.Limit, Period: c.Period, Burst: c.Burst}}, c.Rates...)
+}
+
+// rateField names rate i of rates() in messages.
+func (c *Config) rateField(i int) string {
+	if i == 0 {
+		return "Config"
+	}
+	return fmt.Sprintf("Config.Rates[%d]", i-1)
 }
 
 func validName(s string) bool {

@@ -25,7 +25,7 @@ func (c *denyCache) get(key string, n int, now time.Time) (r Result, hit bool) {
 		}
 		if e.locked || n >= e.n {
 			left := e.until.Sub(now)
-			r, hit = Result{Outcome: OutcomeDenied, RetryAfter: left, ResetAfter: left, Locked: e.locked}, true
+			r, hit = Result{Outcome: OutcomeDenied, RetryAfter: left, ResetAfter: left}, true
 			if e.locked {
 				r.Outcome = OutcomeLockedOut
 			}

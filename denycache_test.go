@@ -84,11 +84,11 @@ func TestDenyCacheLockout(t *testing.T) {
 		t.Fatalf("second call = %+v, want a lockout started", r)
 	}
 	before := counting.calls.Load()
-	if r, _ := l.Peek(ctx, "k"); !r.Locked { // Peek always asks Redis
+	if r, _ := l.Peek(ctx, "k"); !r.Locked() { // Peek always asks Redis
 		t.Errorf("Peek = %+v, want locked", r)
 	}
 	for i := 0; i < 20; i++ {
-		if r, _ := l.Allow(ctx, "k"); !r.Locked || r.Outcome != OutcomeLockedOut {
+		if r, _ := l.Allow(ctx, "k"); !r.Locked() || r.Outcome != OutcomeLockedOut {
 			t.Fatalf("call %d during the lock = %+v", i, r)
 		}
 	}
@@ -96,8 +96,14 @@ func TestDenyCacheLockout(t *testing.T) {
 		t.Errorf("%d scripts during the lock, want 1 (the Peek)", n)
 	}
 	time.Sleep(160 * time.Millisecond)
-	if r, _ := l.Allow(ctx, "k"); !r.Allowed {
-		t.Errorf("after the lock: %+v, want admitted (fresh key, asked of Redis)", r)
+	before = counting.calls.Load()
+	// The state under the lock was kept (1 per hour, spent): Redis is asked
+	// again and the denial locks again.
+	if r, _ := l.Allow(ctx, "k"); !r.LockStarted {
+		t.Errorf("after the lock: %+v, want a new lockout (the state was kept)", r)
+	}
+	if n := counting.calls.Load() - before; n != 1 {
+		t.Errorf("%d scripts after the lock, want 1", n)
 	}
 }
 

@@ -50,7 +50,7 @@ func ExampleNew() {
 	// true 2 0s
 	// true 1 0s
 	// true 0 0s
-	// false 0 333.334ms
+	// false 0 334ms
 }
 
 func ExampleNew_invalidConfig() {
@@ -82,7 +82,7 @@ func ExampleLimiter_Allow_lockout() {
 	r, _ := lim.Allow(ctx, "alice")
 	fmt.Println(r.Allowed, r.Outcome, r.RetryAfter)
 	r, _ = lim.Peek(ctx, "alice")
-	fmt.Println(r.Locked, r.RetryAfter)
+	fmt.Println(r.Locked(), r.RetryAfter)
 	// Output:
 	// false locked_out 1h0m0s
 	// true 1h0m0s

@@ -52,10 +52,10 @@ func checkRedisKey(t *testing.T, l *Limiter, key string) string {
 	t.Helper()
 	rk := l.redisKey(key)
 	id := hashTag(rk)
-	if want := l.keyHead + id + "}"; rk != want {
+	if want := l.keyHead + id + "}" + l.rates.suffix[0]; rk != want {
 		t.Fatalf("redisKey(%.40q) = %q: the hash tag %q is not the whole id", key, rk, id)
 	}
-	if len(rk) > len(l.keyHead)+maxRawKey+1 {
+	if len(rk) > len(l.keyHead)+maxRawKey+1+len(l.rates.suffix[0]) {
 		t.Fatalf("redisKey(%.40q) is %d bytes long", key, len(rk))
 	}
 	if id == key {
@@ -81,8 +81,8 @@ func TestHostileKeys(t *testing.T) {
 			seen[rk] = l.cfg.Name + "/" + k
 		}
 	}
-	if got := a.redisKey("203.0.113.7"); got != "rl:a:{203.0.113.7}" {
-		t.Errorf("redisKey(203.0.113.7) = %q, want readable rl:a:{203.0.113.7}", got)
+	if got := a.keys("203.0.113.7"); len(got) != 2 || got[0] != "rl:a:{203.0.113.7}:lock" || got[1] != "rl:a:{203.0.113.7}:t1s" {
+		t.Errorf("keys(203.0.113.7) = %q, want readable rl:a:{203.0.113.7}:lock and :t1s", got)
 	}
 }
 
@@ -117,7 +117,7 @@ func TestHostileKeysOnRedis(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if longest > len("rl:hostile:{}")+maxRawKey {
+			if longest > len("rl:hostile:{}:t1m")+maxRawKey {
 				t.Errorf("longest Redis key is %d bytes", longest)
 			}
 		})
@@ -149,9 +149,10 @@ func FuzzRedisKey(f *testing.F) {
 func TestRedisKeyAllocs(t *testing.T) {
 	l := mustNew(t, &fakeScripter{}, Config{Name: "alloc", Limit: 1, Period: time.Second})
 	long := strings.Repeat("z", 100)
-	for k, want := range map[string]float64{"203.0.113.7": 1, long: 2} {
-		if n := testing.AllocsPerRun(100, func() { _ = l.redisKey(k) }); n > want {
-			t.Errorf("redisKey(%.20q) allocates %v times, want at most %v", k, n, want)
+	// One string holds every key, and one slice lists them.
+	for k, want := range map[string]float64{"203.0.113.7": 2, long: 3} {
+		if n := testing.AllocsPerRun(100, func() { _ = l.keys(k) }); n > want {
+			t.Errorf("keys(%.20q) allocates %v times, want at most %v", k, n, want)
 		}
 	}
 }

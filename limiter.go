@@ -11,73 +11,80 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-var (
-	//go:embed tokenbucket.lua
-	tokenBucketLua string
-	//go:embed leakybucket.lua
-	leakyBucketLua string
-	//go:embed slidingwindow.lua
-	slidingWindowLua string
+// Admin scripts, on an identity's keys (see Limiter.keys): KEYS[1] is the
+// lock, KEYS[2...] the rates' state.
+const (
+	// resetLua deletes every key. Reply: the number deleted.
+	resetLua = "return redis.call('DEL', unpack(KEYS))"
+	// lockLua locks the identity for ARGV[1] ms (>= 1). Reply: OK.
+	lockLua = "return redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])"
+	// unlockLua deletes the lock only. Reply: 1 if there was one, else 0.
+	unlockLua = "return redis.call('DEL', KEYS[1])"
+	// existsLua reports the keys that exist. Reply: their number.
+	existsLua = "return redis.call('EXISTS', unpack(KEYS))"
 )
-
-// resetLua deletes a limiter key. KEYS[1]: the key. Reply: the number of keys deleted.
-const resetLua = "return redis.call('DEL', KEYS[1])"
-
-// lockLua locks a limiter key: every algorithm reads a value of 2^59 or more
-// (lockValue) as a lock that lasts as long as the key. KEYS[1]: the key.
-// ARGV[1]: lock length in ms (>= 1). Reply: OK.
-const lockLua = "return redis.call('SET', KEYS[1], '1152921504606846976', 'PX', ARGV[1])"
 
 // Result is the answer to one call. A denial is a Result with Allowed false,
 // not an error.
 type Result struct {
-	// Allowed reports whether the call was admitted.
+	// Allowed reports whether the call was admitted (in shadow mode, also a
+	// call that would have been denied: see Outcome).
 	Allowed bool
-	// Outcome says how the call was decided; it tells a lockout and a failure
-	// policy apart from a plain admission or denial.
+	// Outcome says how the call was decided: it tells a lockout, shadow mode
+	// and a failure policy apart from a plain admission or denial.
 	Outcome Outcome
+	// Limit is the rate that bound the decision: the one that denied the call
+	// (the longest wait, when several did), or the one with the least left.
+	// Remaining and RetryAfter are that rate's.
+	Limit Rate
 	// Remaining is how many more units a call could take right now, after this
 	// one, rounded down. Zero while locked out.
 	Remaining int
-	// RetryAfter is 0 when Allowed. Otherwise it is the time until the same call
-	// would be admitted if nothing else happened, rounded up (never early); while
-	// locked out, it is the rest of the lock.
+	// RetryAfter is 0 when admitted. Otherwise it is the time until the same
+	// call fits in every rate if nothing else happened, rounded up to Redis's
+	// millisecond (never early); while locked out, it is the rest of the lock.
+	// In shadow mode a would-be denial keeps it, for information.
 	RetryAfter time.Duration
-	// ResetAfter is the time until the key's state is as fresh as an unused key.
+	// ResetAfter is the time until the key's state is as fresh as an unused
+	// key; while locked out, it is the rest of the lock (the state kept under
+	// the lock may take longer).
 	ResetAfter time.Duration
 	// Delay is, for LeakyBucket, how long the work queued ahead of this call
 	// takes to drain: callers that wait Delay before acting produce an evenly
 	// spaced flow. It is zero for the other algorithms and for denied calls.
 	Delay time.Duration
-	// Locked reports whether the key is locked out (Config.BlockFor or Lock).
-	Locked bool
 	// LockStarted reports whether this call's denial started the lockout (as
 	// opposed to meeting one that an earlier call started).
 	LockStarted bool
 }
 
+// Locked reports whether the call met a lockout (Config.BlockFor or Lock).
+func (r Result) Locked() bool { return r.Outcome == OutcomeLockedOut }
+
 // Limiter makes rate-limit decisions in Redis, atomically, so that any number
 // of processes sharing one Redis share every limit. A Limiter is safe for
-// concurrent use. Create it with New.
+// concurrent use. Create it with New; With gives a view with other rates.
 type Limiter struct {
+	*core
+	rates *rateSet // what each call is checked against
+	local *rateSet // FailLocal's rates: rates divided among the instances
+}
+
+// core is what a Limiter and its views (With) share.
+type core struct {
 	client  redis.Scripter
 	cfg     Config
 	keyHead string // KeyPrefix + Name + ":{"
 	script  *script
 	reset   *script
 	lock    *script
-	shape   shape
-	unitArg string // ARGV[1] of SlidingWindow: the period in ms, hexadecimal
-	capArg  string // ARGV[2]: Burst × interval in µs (buckets) or Limit (window), hexadecimal
-	block   string // BlockFor in ms for ARGV, or "" without lockout
-	allow1  []any  // ARGV for Allow: boxed once, shared read-only by every call
-	maxCost int
+	unlock  *script
+	exists  *script
+	block   string        // BlockFor in ms for ARGV, or "" without lockout
 	co      *coalescer    // nil unless Config.Pipeline
 	denied  *denyCache    // nil unless Config.DenyCache
-	local   *localLimiter // nil unless FailLocal
+	locals  *localLimiter // nil unless FailLocal
 	epochs  epochs        // the calls' shared deadlines (see deadline)
-
-	pttl func(rk string) int64 // tests: the PTTL a script uses for rk; nil asks Redis
 }
 
 // New returns a Limiter that keeps its state in Redis through client, which may
@@ -94,52 +101,40 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 	if client == nil {
 		return nil, configError("client is nil")
 	}
-	if err := errors.Join(cfg.normalize(), checkClient(client)); err != nil {
+	err := cfg.normalize()
+	var rs *rateSet
+	if err == nil {
+		rs, err = newRateSet(cfg.Algorithm, cfg.rates(), cfg.rateField)
+	}
+	if err := errors.Join(err, checkClient(client)); err != nil {
 		return nil, err
 	}
-	l := &Limiter{
+	c := &core{
 		client:  client,
 		cfg:     cfg,
 		keyHead: cfg.KeyPrefix + cfg.Name + ":{",
+		script:  newScript(rs.alg.source()),
 		reset:   newScript(resetLua),
 		lock:    newScript(lockLua),
-		shape:   newShape(cfg.Algorithm, cfg.Limit, cfg.Burst, cfg.Period, cfg.BlockFor),
-		maxCost: cfg.Burst,
+		unlock:  newScript(unlockLua),
+		exists:  newScript(existsLua),
 	}
-	l.epochs.init(cfg.Timeout)
-	if l.shape.block > 0 {
-		l.block = strconv.FormatInt(l.shape.block, 10)
+	if cfg.BlockFor > 0 {
+		c.block = strconv.FormatInt(ceilMillis(cfg.BlockFor), 10)
 	}
-	switch cfg.Algorithm {
-	case TokenBucket:
-		l.script = newScript(tokenBucketLua)
-	case LeakyBucket:
-		l.script = newScript(leakyBucketLua)
-	case SlidingWindow:
-		l.script = newScript(slidingWindowLua)
-	}
-	if cfg.Algorithm == SlidingWindow {
-		l.unitArg, l.capArg = strconv.FormatInt(l.shape.unit, 16), strconv.FormatInt(l.shape.limit, 16)
-		l.allow1 = []any{l.unitArg, l.capArg}
-		if l.block != "" {
-			l.allow1 = append(l.allow1, "1", l.block)
-		}
-	} else {
-		l.capArg = strconv.FormatInt(l.shape.capacity(), 16)
-		l.allow1 = []any{strconv.FormatInt(l.shape.unit, 10), l.capArg}
-		if l.block != "" {
-			l.allow1 = append(l.allow1, l.block)
-		}
-	}
+	c.epochs.init(cfg.Timeout)
+	l := &Limiter{core: c, rates: rs}
+	rs.prepare(c.block)
 	if cfg.OnFailure == FailLocal {
-		l.local = newLocalLimiter(cfg)
+		c.locals = newLocalLimiter(cfg)
+		l.local = c.locals.divide(rs)
 	}
 	if cfg.DenyCache > 0 {
-		l.denied = newDenyCache(cfg.DenyCache)
+		c.denied = newDenyCache(cfg.DenyCache)
 	}
 	if cfg.Pipeline > 0 {
 		if _, ok := client.(pipeliner); ok {
-			l.co = &coalescer{l: l, maxInFlight: cfg.Pipeline}
+			c.co = &coalescer{maxInFlight: cfg.Pipeline}
 		}
 	}
 	return l, nil
@@ -154,96 +149,132 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 }
 
 // AllowN reports whether n events may happen now for key, and consumes them if
-// so. key is any string, untrusted input included: long or unusual keys are
-// hashed (see the README, key layout). n = 0 consumes nothing and writes
-// nothing; n < 0 and n > Burst return ErrInvalidCost without calling Redis.
+// so, in every rate. key is any string, untrusted input included: long or
+// unusual keys are hashed (see the README, key layout). n = 0 consumes nothing
+// and writes nothing; n < 0 and n > the smallest Burst return ErrInvalidCost
+// without calling Redis.
 //
 // A denial is a Result with Allowed false and err nil. err != nil means no
 // decision could be made (Redis error, timeout, canceled context) and
 // Config.OnFailure is FailError, or the caller's own context ended.
 func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error) {
-	if n < 0 || n > l.maxCost {
-		return Result{}, fmt.Errorf("ratelimit: %s: cost n = %d, must be between 0 and Burst (%d): %w", l.cfg.Name, n, l.maxCost, ErrInvalidCost)
+	if err := l.checkCost("cost", n); err != nil {
+		return Result{}, err
 	}
-	rk := l.redisKey(key)
+	keys := l.keys(key)
 	if n == 0 {
-		return l.call(ctx, rk, n, OpPeek)
+		return l.call(ctx, keys, n, OpPeek)
 	}
 	if l.denied != nil {
-		if r, ok := l.denied.get(rk, n, time.Now()); ok {
+		if r, ok := l.denied.get(keys[0], n, time.Now()); ok {
+			r.Limit = l.rates.rates[0]
+			r = l.shadow(r)
 			l.observe(Event{Outcome: r.Outcome, Op: OpAllow, Cached: true})
 			return r, nil
 		}
 	}
 	var r Result
 	var err error
-	if l.co != nil && l.pttl == nil {
-		r, err = l.co.allow(ctx, rk, n)
+	if l.co != nil {
+		r, err = l.co.allow(ctx, l, keys, n)
 	} else {
-		r, err = l.call(ctx, rk, n, OpAllow)
+		r, err = l.call(ctx, keys, n, OpAllow)
 	}
-	if l.denied != nil && err == nil && !r.Allowed && r.RetryAfter > 0 && (r.Outcome == OutcomeDenied || r.Outcome == OutcomeLockedOut) {
-		l.denied.put(rk, n, time.Now().Add(r.RetryAfter), r.Locked)
+	// Shadow mode's would-be denials are not cached: every call goes to Redis.
+	if l.denied != nil && err == nil && r.RetryAfter > 0 && (r.Outcome == OutcomeDenied || r.Outcome == OutcomeLockedOut) {
+		l.denied.put(keys[0], n, time.Now().Add(r.RetryAfter), r.Outcome == OutcomeLockedOut)
 	}
 	return r, err
+}
+
+// checkCost returns ErrInvalidCost, naming what (cost, refund), unless
+// 0 <= n <= the smallest Burst.
+func (l *Limiter) checkCost(what string, n int) error {
+	if n < 0 || n > l.rates.maxCost {
+		return fmt.Errorf("ratelimit: %s: %s n = %d, must be between 0 and Burst (%d): %w", l.cfg.Name, what, n, l.rates.maxCost, ErrInvalidCost)
+	}
+	return nil
 }
 
 // Peek reports what Allow would answer now for key without consuming anything
 // and without writing to Redis (it never starts a lockout).
 func (l *Limiter) Peek(ctx context.Context, key string) (Result, error) {
-	return l.call(ctx, l.redisKey(key), 1, OpPeek)
+	return l.call(ctx, l.keys(key), 1, OpPeek)
 }
 
-// Refund gives back n units that earlier calls on key consumed, for work that
-// turned out not to count (a login attempt reserved before the password check
-// that then succeeded, say). It never lifts a lockout and never leaves more
-// than a fresh key has. The Result reports the state after the refund.
-// Config.OnFailure does not apply: a failed Refund returns its error.
+// Refund gives back n units that earlier calls on key consumed, in every
+// rate, for work that turned out not to count (a login attempt reserved
+// before the password check that then succeeded, say). It never lifts a
+// lockout and never leaves more than a fresh key has. The Result reports the
+// state after the refund. Config.OnFailure does not apply: a failed Refund
+// returns its error.
 func (l *Limiter) Refund(ctx context.Context, key string, n int) (Result, error) {
-	if n < 0 || n > l.maxCost {
-		return Result{}, fmt.Errorf("ratelimit: %s: refund n = %d, must be between 0 and Burst (%d): %w", l.cfg.Name, n, l.maxCost, ErrInvalidCost)
+	if err := l.checkCost("refund", n); err != nil {
+		return Result{}, err
 	}
-	rk := l.redisKey(key)
+	keys := l.keys(key)
 	if l.denied != nil {
-		l.denied.forget(rk)
+		l.denied.forget(keys[0])
 	}
-	return l.call(ctx, rk, n, OpRefund)
+	return l.call(ctx, keys, n, OpRefund)
 }
 
-// Reset deletes key's state, lockout included: the key is fresh again.
-func (l *Limiter) Reset(ctx context.Context, key string) error {
-	rk := l.redisKey(key)
-	if l.denied != nil {
-		l.denied.forget(rk)
+// Reset deletes key's state in every rate of the limiter (or view) and its
+// lock: the key is fresh again. found reports whether there was anything to
+// delete; a wrong Name or key finds nothing.
+func (l *Limiter) Reset(ctx context.Context, key string) (found bool, err error) {
+	n, err := l.admin(ctx, "reset", l.reset, key, true)
+	return n > 0, err
+}
+
+// Unlock lifts key's lockout (Config.BlockFor or Lock) and leaves its state
+// as it is. found reports whether there was a lock.
+func (l *Limiter) Unlock(ctx context.Context, key string) (found bool, err error) {
+	n, err := l.admin(ctx, "unlock", l.unlock, key, false)
+	return n > 0, err
+}
+
+// Exists reports whether Redis holds any state or lock for key in this
+// limiter (or view): a key that was never used, or that has become fresh
+// again and expired, has none.
+func (l *Limiter) Exists(ctx context.Context, key string) (bool, error) {
+	n, err := l.admin(ctx, "exists", l.exists, key, false)
+	return n > 0, err
+}
+
+// admin runs an admin script on key's keys (only the lock unless all) and
+// returns its integer reply. It drops key from the deny cache when forget.
+func (l *Limiter) admin(ctx context.Context, what string, s *script, key string, forget bool, args ...any) (int64, error) {
+	keys := l.keys(key)
+	if l.denied != nil && (forget || s == l.unlock || s == l.lock) {
+		l.denied.forget(keys[0])
+	}
+	if s == l.unlock || s == l.lock {
+		keys = keys[:1]
 	}
 	ctx, cancel := l.deadline(ctx, time.Now())
 	defer cancel()
-	_, _, err := l.reset.run(ctx, l.client, rk)
+	reply, _, err := s.run(ctx, l.client, keys, args...)
 	if err != nil {
-		return fmt.Errorf("ratelimit: %s: reset: %w", l.cfg.Name, err)
+		return 0, fmt.Errorf("ratelimit: %s: %s: %w", l.cfg.Name, what, err)
 	}
-	return nil
+	n, _ := reply.(int64)
+	return n, nil
 }
 
-// Lock locks key for d, rounded up to the millisecond, replacing its state and
-// any lock: every call is denied until the lock ends, with RetryAfter set to
-// the rest of it, and the key is fresh afterwards. It serves operator bans and
-// lockouts whose length the caller computes (escalating lockouts). d must be
-// between 1µs and 100 years.
+// Lock locks key for d, rounded up to the millisecond, replacing any lock:
+// every call is denied until the lock ends, with RetryAfter set to the rest
+// of it. The state under the lock is kept: it refills as usual, and after
+// the lock the key has what it would have had without it (a lock never
+// raises what a key is admitted). It serves operator bans and lockouts whose
+// length the caller computes (escalating lockouts). d must be between 1µs
+// and 100 years.
 func (l *Limiter) Lock(ctx context.Context, key string, d time.Duration) error {
 	if d < time.Microsecond || d > maxSpan {
 		return fmt.Errorf("ratelimit: %s: lock duration %v, must be between 1µs and %v: %w", l.cfg.Name, d, maxSpan, ErrInvalidConfig)
 	}
-	rk := l.redisKey(key)
-	if l.denied != nil {
-		l.denied.forget(rk)
-	}
-	ctx, cancel := l.deadline(ctx, time.Now())
-	defer cancel()
-	if _, _, err := l.lock.run(ctx, l.client, rk, strconv.FormatInt(ceilMillis(d), 10)); err != nil {
-		return fmt.Errorf("ratelimit: %s: lock: %w", l.cfg.Name, err)
-	}
-	return nil
+	_, err := l.admin(ctx, "lock", l.lock, key, true, strconv.FormatInt(ceilMillis(d), 10))
+	return err
 }
 
 // Wait is shorthand for WaitN(ctx, key, 1).
@@ -255,14 +286,15 @@ func (l *Limiter) Wait(ctx context.Context, key string) error {
 // golang.org/x/time/rate, it gives up at once with ErrWouldExceedDeadline when
 // ctx's deadline comes before the time the call would need. For LeakyBucket it
 // also waits Result.Delay after admission, so waiters leave evenly spaced.
-// Other callers may take the budget while WaitN sleeps; it then tries again.
+// Other callers may take the budget while WaitN sleeps; it then tries again,
+// never sooner than 1ms later (Redis's clock step), so it never spins.
 func (l *Limiter) WaitN(ctx context.Context, key string, n int) error {
 	for {
 		r, err := l.AllowN(ctx, key, n)
 		if err != nil {
 			return err
 		}
-		d := r.RetryAfter
+		d := max(r.RetryAfter, time.Millisecond)
 		if r.Allowed {
 			if r.Delay <= 0 {
 				return nil
@@ -291,20 +323,20 @@ func (l *Limiter) WaitN(ctx context.Context, key string, n int) error {
 // modeArg is the scripts' mode argument for each Op.
 var modeArg = [...]string{OpAllow: "", OpPeek: "p", OpRefund: "r"}
 
-// call runs the algorithm's script on the Redis key rk (see redisKey).
-func (l *Limiter) call(ctx context.Context, rk string, n int, op Op) (Result, error) {
+// call runs the algorithm's script on an identity's keys (see keys).
+func (l *Limiter) call(ctx context.Context, keys []string, n int, op Op) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
 	start := time.Now()
 	rctx, cancel := l.deadline(ctx, start)
-	reply, reloaded, err := l.script.run(rctx, l.client, rk, l.args(rk, n, op)...)
+	reply, reloaded, err := l.script.run(rctx, l.client, keys, l.args(n, op)...)
 	var took time.Duration
 	if l.cfg.Observer != nil {
 		took = time.Since(start)
 	}
 	cancel()
-	return l.finish(ctx, rk, n, op, reply, err, reloaded, took)
+	return l.finish(ctx, keys, n, op, reply, err, reloaded, took)
 }
 
 // noCancel is deadline's CancelFunc when it made no context.
@@ -331,43 +363,34 @@ func (l *Limiter) deadline(ctx context.Context, now time.Time) (context.Context,
 	return context.WithDeadline(ctx, now.Add(l.cfg.Timeout))
 }
 
-// args are the script's ARGV for a call on the Redis key rk (see the
-// contract atop each .lua).
-func (l *Limiter) args(rk string, n int, op Op) []any {
-	if n == 1 && op == OpAllow && l.pttl == nil {
-		return l.allow1
-	}
-	a := make([]any, 0, 6)
-	if l.cfg.Algorithm == SlidingWindow {
-		a = append(a, l.unitArg, l.capArg, strconv.Itoa(n))
-	} else {
-		a = append(a, strconv.FormatInt(int64(n)*l.shape.unit, 10), l.capArg)
+// args are the script's ARGV for a call (see the contract atop each .lua).
+func (l *Limiter) args(n int, op Op) []any {
+	if n == 1 && op == OpAllow {
+		return l.rates.allow1
 	}
 	block := ""
 	if op == OpAllow {
 		block = l.block
 	}
-	if block != "" || op != OpAllow || l.pttl != nil {
-		a = append(a, block, modeArg[op])
-	}
-	if l.pttl != nil {
-		a = append(a, strconv.FormatInt(l.pttl(rk), 10))
-	}
-	return a
+	a := make([]any, 0, 3+len(l.rates.args))
+	a = append(a, modeArg[op], strconv.Itoa(n), block)
+	return append(a, l.rates.args...)
 }
 
-// finish decodes a script reply, applies the failure policy and tells the
-// observer. ctx is the caller's context.
-func (l *Limiter) finish(ctx context.Context, rk string, n int, op Op, reply any, err error, reloaded bool, took time.Duration) (Result, error) {
+// finish decodes a script reply, applies shadow mode and the failure policy,
+// and tells the observer. ctx is the caller's context.
+func (l *Limiter) finish(ctx context.Context, keys []string, n int, op Op, reply any, err error, reloaded bool, took time.Duration) (Result, error) {
 	var res Result
 	if err == nil {
-		res, err = l.shape.decode(reply, int64(n), op)
+		res, err = l.rates.decode(reply, int64(n), op)
 	}
 	if err != nil {
 		err = fmt.Errorf("ratelimit: %s: %w", l.cfg.Name, err)
 		if op != OpRefund {
-			res = l.onFailure(ctx, rk, n, op)
+			res = l.onFailure(ctx, keys, n, op)
 		}
+	} else if op == OpAllow {
+		res = l.shadow(res)
 	}
 	l.observe(Event{
 		Outcome:        res.Outcome,
@@ -383,6 +406,15 @@ func (l *Limiter) finish(ctx context.Context, rk string, n int, op Op, reply any
 	return res, nil
 }
 
+// shadow turns a denial into an admission marked OutcomeShadowDenied when
+// Config.Shadow is set.
+func (l *Limiter) shadow(r Result) Result {
+	if l.cfg.Shadow && (r.Outcome == OutcomeDenied || r.Outcome == OutcomeLockedOut) {
+		r.Allowed, r.Outcome = true, OutcomeShadowDenied
+	}
+	return r
+}
+
 // observe fills in the limiter's name and algorithm and tells the Observer.
 func (l *Limiter) observe(e Event) {
 	if o := l.cfg.Observer; o != nil {
@@ -393,17 +425,17 @@ func (l *Limiter) observe(e Event) {
 
 // onFailure is the Result the failure policy gives when Redis could not decide.
 // A caller whose own context ended gets its error back whatever the policy.
-func (l *Limiter) onFailure(ctx context.Context, rk string, n int, op Op) Result {
+func (l *Limiter) onFailure(ctx context.Context, keys []string, n int, op Op) Result {
 	if ctx.Err() != nil {
 		return Result{}
 	}
 	switch l.cfg.OnFailure {
 	case FailLocal:
-		return l.local.decide(rk, n, op)
+		return l.locals.decide(l.local, keys[1], n, op)
 	case FailOpen:
-		return Result{Allowed: true, Outcome: OutcomeFailedOpen}
+		return Result{Allowed: true, Outcome: OutcomeFailedOpen, Limit: l.rates.rates[0]}
 	case FailClosed:
-		return Result{Outcome: OutcomeFailedClosed, RetryAfter: l.cfg.Timeout}
+		return Result{Outcome: OutcomeFailedClosed, RetryAfter: l.cfg.Timeout, Limit: l.rates.rates[0]}
 	}
 	return Result{}
 }

@@ -32,7 +32,7 @@ type reply struct {
 
 func replyOf(r Result) reply {
 	return reply{
-		allowed: r.Allowed, locked: r.Locked, lockStarted: r.LockStarted,
+		allowed: r.Allowed, locked: r.Locked(), lockStarted: r.LockStarted,
 		remaining: int64(r.Remaining), retry: int64(r.RetryAfter / time.Microsecond),
 		reset: int64(r.ResetAfter / time.Microsecond), delay: int64(r.Delay / time.Microsecond),
 	}
@@ -98,15 +98,18 @@ func TestScenarios(t *testing.T) {
 			},
 		},
 		{
-			name: "a lockout is rounded up to the millisecond; an explicit longer lock",
+			name: "a lockout is rounded up to the millisecond, keeps the state under it; an explicit longer lock",
 			cfg:  Config{Algorithm: TokenBucket, Limit: 1, Period: time.Minute, BlockFor: 1500 * time.Microsecond},
 			steps: []step{
 				{at: 0, n: 1, want: reply{allowed: true, reset: 60_000_000}},
 				{at: 1, n: 1, want: reply{locked: true, lockStarted: true, retry: 2000, reset: 2000}},
 				{at: 2, n: 1, want: reply{locked: true, retry: 1000, reset: 1000}},
-				{at: 3, n: 1, want: reply{allowed: true, reset: 60_000_000}}, // fresh after the lock
-				{at: 3, lock: time.Hour},
-				{at: 4, n: 1, op: OpPeek, want: reply{locked: true, retry: 3_599_999_000, reset: 3_599_999_000}},
+				// After the lock the bucket is as spent as before it: denied, so locked again.
+				{at: 3, n: 1, want: reply{locked: true, lockStarted: true, retry: 2000, reset: 2000}},
+				{at: 5, n: 1, op: OpPeek, want: reply{retry: 59_995_000, reset: 59_995_000}},
+				{at: 60_000, n: 1, want: reply{allowed: true, reset: 60_000_000}},
+				{at: 60_000, lock: time.Hour},
+				{at: 60_001, n: 1, op: OpPeek, want: reply{locked: true, retry: 3_599_999_000, reset: 3_599_999_000}},
 			},
 		},
 		{
@@ -166,43 +169,80 @@ func TestScenarios(t *testing.T) {
 }
 
 // virtual drives a Limiter on a virtual millisecond clock, in step with a
-// model: before each call it stores the model's state in the key, with a
-// TTL far beyond the test, and has the script use the model's PTTL; after the
-// call it runs the model and checks that the script's reply and the state it
-// left (value and TTL) are the model's. On miniredis, whose TTLs only move
-// with FastForward, the TTL must match exactly; on a real server, within the
-// time the test took since the script ran.
+// model: before each call it stores the model's keys (the lock and each
+// rate's state) with a TTL far beyond the test, and the model's PTTL of each
+// in a companion key that the test's variant of the script reads instead of
+// PTTL (see virtualScript); after the call it runs the model and checks that
+// the script's reply and the state it left (values and TTLs) are the
+// model's. On miniredis, whose TTLs only move with FastForward, the TTLs must
+// match exactly; on a real server, within the time the test took.
 type virtual struct {
-	t   *testing.T
-	b   backend
-	l   *Limiter
-	m   *model
-	key string
-	now int64 // ms
+	t    *testing.T
+	b    backend
+	l    *Limiter
+	m    *model
+	keys []string // the lock, then each rate's state
+	now  int64    // ms
 }
 
 // farTTL is the TTL of the injected state: no step may set one this long.
 const farTTL = 10_000 * time.Hour
 
+// virtualScript is src with every PTTL read from the key's companion
+// (key .. ":vp", in the same hash slot), which holds the PTTL the test
+// wants the script to see: the production script, on a virtual clock.
+func virtualScript(src string) string {
+	const read = "redis.call('PTTL', "
+	if !strings.Contains(src, read) {
+		panic("virtualScript: the script reads no PTTL")
+	}
+	return "local function vpttl(k) return tonumber(redis.call('GET', k .. ':vp')) or -2 end\n" +
+		strings.ReplaceAll(src, read, "vpttl(")
+}
+
 func newVirtual(t *testing.T, b backend, l *Limiter) *virtual {
-	v := &virtual{t: t, b: b, l: l, m: &model{shape: l.shape}, key: l.redisKey("k")}
-	l.pttl = func(string) int64 { return v.m.pttl(v.now) }
-	t.Cleanup(func() { b.client.Del(context.Background(), v.key) })
+	l.script = newScript(virtualScript(l.script.src))
+	v := &virtual{t: t, b: b, l: l, m: newModel(len(l.rates.shapes), ceilMillis(l.cfg.BlockFor)), keys: l.keys("k")}
+	t.Cleanup(func() {
+		for _, k := range v.keys {
+			b.client.Del(context.Background(), k, k+":vp")
+		}
+	})
 	return v
+}
+
+// state is the model's key i (0: the lock).
+func (v *virtual) state(i int) *keyState {
+	if i == 0 {
+		return &v.m.lock
+	}
+	return &v.m.st[i-1]
 }
 
 func (v *virtual) inject() {
 	v.t.Helper()
 	ctx := context.Background()
-	var err error
-	if v.m.pttl(v.now) >= 0 {
-		err = v.b.client.Set(ctx, v.key, v.m.v, farTTL).Err()
-	} else {
-		err = v.b.client.Del(ctx, v.key).Err()
+	for i, k := range v.keys {
+		st := v.state(i)
+		var err error
+		if p := st.pttl(v.now); p >= 0 {
+			err = v.b.client.Set(ctx, k, st.v, farTTL).Err()
+			if err == nil {
+				err = v.b.client.Set(ctx, k+":vp", p, 0).Err()
+			}
+		} else {
+			err = v.b.client.Del(ctx, k, k+":vp").Err()
+		}
+		if err != nil {
+			v.t.Fatal(err)
+		}
 	}
-	if err != nil {
-		v.t.Fatal(err)
-	}
+}
+
+// snapshot copies the model's keys.
+func (v *virtual) snapshot() []keyState {
+	out := []keyState{v.m.lock}
+	return append(out, v.m.st...)
 }
 
 // call makes one call of cost n and returns its Result, failing the test
@@ -210,7 +250,7 @@ func (v *virtual) inject() {
 func (v *virtual) call(n int, op Op) Result {
 	v.t.Helper()
 	v.inject()
-	was := *v.m
+	was := v.snapshot()
 	got, err := v.l.do(context.Background(), "k", n, op)
 	if err != nil {
 		v.t.Fatalf("at %dms, %s n=%d: %v", v.now, op, n, err)
@@ -218,10 +258,13 @@ func (v *virtual) call(n int, op Op) Result {
 	if op == OpAllow && n == 0 {
 		op = OpPeek // as AllowN does
 	}
-	raw := v.m.step(v.now, int64(n), op)
-	want, err := v.l.shape.decode(raw, int64(n), op)
+	raw := v.m.step(v.l.rates, v.now, int64(n), op)
+	want, err := v.l.rates.decode(raw, int64(n), op)
 	if err != nil {
 		v.t.Fatalf("at %dms, %s n=%d: the model's reply %v: %v", v.now, op, n, raw, err)
+	}
+	if op == OpAllow {
+		want = v.l.shadow(want)
 	}
 	if got != want {
 		v.t.Fatalf("at %dms (%s n=%d, state %+v): script %+v, model %+v", v.now, op, n, was, got, want)
@@ -234,46 +277,49 @@ func (v *virtual) call(n int, op Op) Result {
 func (v *virtual) lock(d time.Duration) {
 	v.t.Helper()
 	v.inject()
-	was := *v.m
+	was := v.snapshot()
 	if err := v.l.Lock(context.Background(), "k", d); err != nil {
 		v.t.Fatal(err)
 	}
-	v.m.lock(v.now, ceilMillis(d))
+	v.m.lockFor(v.now, ceilMillis(d))
 	v.check(was)
 }
 
-// check compares the key with the model after a step from state was.
-func (v *virtual) check(was model) {
+// check compares the keys with the model after a step from the states was.
+func (v *virtual) check(was []keyState) {
 	v.t.Helper()
 	ctx := context.Background()
-	val, err := v.b.client.Get(ctx, v.key).Result()
-	if err == redis.Nil {
-		if v.m.pttl(v.now) >= 0 {
-			v.t.Fatalf("at %dms: no key, the model has %d until %dms", v.now, v.m.v, v.m.e)
+	for i, k := range v.keys {
+		st := v.state(i)
+		val, err := v.b.client.Get(ctx, k).Result()
+		if err == redis.Nil {
+			if st.pttl(v.now) >= 0 {
+				v.t.Fatalf("at %dms: no key %s, the model has %d until %dms", v.now, k, st.v, st.e)
+			}
+			continue
 		}
-		return
-	}
-	if err != nil {
-		v.t.Fatal(err)
-	}
-	if v.m.pttl(v.now) < 0 || val != strconv.FormatInt(v.m.v, 10) {
-		v.t.Fatalf("at %dms: stored %s, the model has %v %d", v.now, val, v.m.pttl(v.now) >= 0, v.m.v)
-	}
-	ttl, err := v.b.client.PTTL(ctx, v.key).Result()
-	if err != nil {
-		v.t.Fatal(err)
-	}
-	want := time.Duration(v.m.e-v.now) * time.Millisecond
-	slack := time.Duration(0)
-	if v.b.real {
-		slack = 2 * time.Second
-	}
-	switch {
-	case ttl <= want && ttl >= want-slack:
-	case ttl > farTTL-time.Minute && v.m.e == was.e && was.pttl(v.now) >= 0:
-		// The script kept the injected TTL, and the model its expiry.
-	default:
-		v.t.Fatalf("at %dms: PTTL %v, the model expires in %v", v.now, ttl, want)
+		if err != nil {
+			v.t.Fatal(err)
+		}
+		if st.pttl(v.now) < 0 || val != strconv.FormatInt(st.v, 10) {
+			v.t.Fatalf("at %dms: %s stored %s, the model has %v %d", v.now, k, val, st.pttl(v.now) >= 0, st.v)
+		}
+		ttl, err := v.b.client.PTTL(ctx, k).Result()
+		if err != nil {
+			v.t.Fatal(err)
+		}
+		want := time.Duration(st.e-v.now) * time.Millisecond
+		slack := time.Duration(0)
+		if v.b.real {
+			slack = 2 * time.Second
+		}
+		switch {
+		case ttl <= want && ttl >= want-slack:
+		case ttl > farTTL-time.Minute && st.e == was[i].e && was[i].pttl(v.now) >= 0:
+			// The script kept the injected TTL, and the model its expiry.
+		default:
+			v.t.Fatalf("at %dms: %s PTTL %v, the model expires in %v", v.now, k, ttl, want)
+		}
 	}
 }
 
@@ -343,7 +389,7 @@ func TestDifferential(t *testing.T) {
 					}
 					got := v.call(n, op)
 					switch {
-					case got.Locked:
+					case got.Locked():
 						locked++
 					case got.Allowed:
 						allowed++
@@ -395,7 +441,7 @@ func TestExactness(t *testing.T) {
 									} else {
 										firstDenial.CompareAndSwap(0, s)
 									}
-									if r.Locked {
+									if r.Locked() {
 										lockedSeen.Add(1)
 									}
 								}
@@ -427,13 +473,21 @@ func TestLockoutEnds(t *testing.T) {
 					t.Fatalf("first call denied: %+v", r)
 				}
 				r, err := l.Allow(ctx, "k")
-				if err != nil || !r.Locked || r.RetryAfter <= 0 || r.RetryAfter > 150*time.Millisecond {
+				if err != nil || !r.Locked() || r.RetryAfter <= 0 || r.RetryAfter > 150*time.Millisecond {
 					t.Fatalf("second call = %+v, %v; want locked for at most 150ms", r, err)
 				}
 				time.Sleep(r.RetryAfter)
-				r, err = l.Allow(ctx, "k")
-				if err != nil || !r.Allowed {
-					t.Fatalf("after the lock: %+v, %v; want admitted (fresh key)", r, err)
+				// The lock is over, and the state under it was kept: the key is
+				// as spent as before the lock (1 per hour), not fresh.
+				r, err = l.Peek(ctx, "k")
+				if err != nil || r.Allowed || r.Locked() || r.RetryAfter < 59*time.Minute {
+					t.Fatalf("after the lock: %+v, %v; want denied, not locked, for about an hour", r, err)
+				}
+				if _, err := l.Reset(ctx, "k"); err != nil {
+					t.Fatal(err)
+				}
+				if r, err := l.Allow(ctx, "k"); err != nil || !r.Allowed {
+					t.Fatalf("after Reset: %+v, %v; want admitted", r, err)
 				}
 			})
 		}
@@ -446,12 +500,17 @@ func TestTTLCoversState(t *testing.T) {
 			t.Run(b.name+"/"+alg.String(), func(t *testing.T) {
 				l := mustNew(t, b.client, Config{Name: "ttl-" + alg.String(), Algorithm: alg, Limit: 5, Period: 10 * time.Second, BlockFor: 3 * time.Second})
 				ctx := context.Background()
-				key := l.redisKey("k")
+				keys := l.keys("k")
 				for i := 0; i < 7; i++ {
 					start := time.Now()
 					r, err := l.Allow(ctx, "k")
 					if err != nil {
 						t.Fatal(err)
+					}
+					// While locked, ResetAfter is the lock's rest: the lock key's TTL.
+					key := keys[1]
+					if r.Locked() {
+						key = keys[0]
 					}
 					ttl, err := b.client.PTTL(ctx, key).Result()
 					if err != nil {
@@ -462,8 +521,8 @@ func TestTTLCoversState(t *testing.T) {
 					// bucket's expiry moves a refill (Burst × interval) ahead at a
 					// time, a window's expiry is its reset.
 					extra := time.Millisecond
-					if alg != SlidingWindow && !r.Locked {
-						extra += time.Duration(l.shape.capacity()) * time.Microsecond
+					if alg != SlidingWindow && !r.Locked() {
+						extra += time.Duration(l.rates.shapes[0].capacity()) * time.Microsecond
 					}
 					if ttl < r.ResetAfter-time.Since(start)-time.Millisecond || ttl > r.ResetAfter+extra {
 						t.Errorf("call %d: PTTL %v, ResetAfter %v", i, ttl, r.ResetAfter)

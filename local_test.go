@@ -34,7 +34,7 @@ func TestFailLocal(t *testing.T) {
 			for i := 0; i < 10; i++ {
 				l.Allow(ctx, "other"+strconv.Itoa(i))
 			}
-			if n := l.local.keys.len(); n != 3 {
+			if n := l.locals.keys.len(); n != 3 {
 				t.Errorf("local limiter holds %d keys, want LocalKeys = 3", n)
 			}
 			for _, e := range rec.drain() {
@@ -53,7 +53,7 @@ func TestFailLocalWideWindow(t *testing.T) {
 	defer down.Close()
 	l := mustNew(t, down, Config{Name: "wide", Algorithm: SlidingWindow, Limit: 2_000_000, Period: 100 * 24 * time.Hour,
 		OnFailure: FailLocal, LocalInstances: 2})
-	if l.local.proto.packed {
+	if l.local.shapes[0].packed {
 		t.Fatal("the local limiter's window packs; this test needs one that does not")
 	}
 	for i := 1; i <= 3; i++ {

@@ -23,7 +23,7 @@ func TestMemoryPerKey(t *testing.T) {
 					l := mustNew(t, b.client, Config{Name: "api", Algorithm: alg, Limit: 100, Period: time.Minute, BlockFor: block})
 					ctx := context.Background()
 					for _, key := range []string{"203.0.113.7", strings.Repeat("long username ", 100)} {
-						if err := l.Reset(ctx, key); err != nil { // the subtests share one key
+						if _, err := l.Reset(ctx, key); err != nil { // the subtests share one key
 							t.Fatal(err)
 						}
 						for i := 0; i < 101; i++ { // the last call is denied and, with BlockFor, locks
@@ -60,13 +60,13 @@ func TestAllowAllocations(t *testing.T) {
 		}
 		ctx := context.Background()
 		l := mustNew(t, b.client, Config{Name: "allocs", Limit: 1 << 20, Period: 1000 * time.Hour})
-		rk := l.redisKey("k")
+		keys := l.keys("k")
 		sha := l.script.digest(ctx, b.client)
 		if _, err := l.Allow(ctx, "k"); err != nil { // loads the script, creates the key
 			t.Fatal(err)
 		}
 		bare := testing.AllocsPerRun(200, func() {
-			if err := b.client.EvalSha(ctx, sha, []string{rk}, l.allow1...).Err(); err != nil {
+			if err := b.client.EvalSha(ctx, sha, keys, l.rates.allow1...).Err(); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -14,13 +14,13 @@ func TestSlidingWindowBounds(t *testing.T) {
 	const limit, period = 10, int64(1000) // ms
 	l := mustNew(t, &fakeScripter{}, Config{Name: "w", Algorithm: SlidingWindow, Limit: limit, Period: time.Second})
 	for seed := uint64(0); seed < 20; seed++ {
-		m := &model{shape: l.shape}
+		m := newModel(1, 0)
 		rng := rand.New(rand.NewPCG(seed, 7))
 		now := int64(0)
 		var admitted []int64
 		for i := 0; i < 5000; i++ {
 			now += rng.Int64N(period / 5)
-			if allows(t, m, now) {
+			if allows(t, l, m, now) {
 				admitted = append(admitted, now)
 			}
 		}
@@ -45,19 +45,19 @@ func TestSlidingWindowBounds(t *testing.T) {
 	// window's events come at its very end, the next window's right after the
 	// boundary. The rolling period from the end of the first window holds all
 	// but the opening call.
-	m := &model{shape: l.shape}
-	if !allows(t, m, 0) {
+	m := newModel(1, 0)
+	if !allows(t, l, m, 0) {
 		t.Fatal("the first call was denied")
 	}
 	end := period - 1
 	n := 0
 	for i := 1; i < limit; i++ {
-		if allows(t, m, end) {
+		if allows(t, l, m, end) {
 			n++
 		}
 	}
 	for at := period; at < end+period; at += period / 100 {
-		if allows(t, m, at) {
+		if allows(t, l, m, at) {
 			n++
 		}
 	}
@@ -67,9 +67,9 @@ func TestSlidingWindowBounds(t *testing.T) {
 }
 
 // allows makes one call of cost 1 on m at now and reports whether it was admitted.
-func allows(t *testing.T, m *model, now int64) bool {
+func allows(t *testing.T, l *Limiter, m *model, now int64) bool {
 	t.Helper()
-	r, err := m.decode(m.step(now, 1, OpAllow), 1, OpAllow)
+	r, err := l.rates.decode(m.step(l.rates, now, 1, OpAllow), 1, OpAllow)
 	if err != nil {
 		t.Fatal(err)
 	}

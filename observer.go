@@ -23,9 +23,13 @@ const (
 	// OutcomeFailedLocal means Redis could not decide and FailLocal decided in
 	// this process; Result.Allowed says how.
 	OutcomeFailedLocal
+	// OutcomeShadowDenied means the call would have been denied (or met a
+	// lockout) and Config.Shadow admitted it: decided and charged as usual,
+	// never enforced.
+	OutcomeShadowDenied
 )
 
-var outcomeNames = [...]string{"error", "allowed", "denied", "locked_out", "failed_open", "failed_closed", "failed_local"}
+var outcomeNames = [...]string{"error", "allowed", "denied", "locked_out", "failed_open", "failed_closed", "failed_local", "shadow_denied"}
 
 // String returns the outcome's name in snake case, e.g. "locked_out", suitable as a
 // metric label value.

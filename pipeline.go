@@ -13,7 +13,6 @@ import (
 // carries many decisions. There are no background goroutines: a leader whose
 // batch is done hands a non-empty queue to a new leader goroutine.
 type coalescer struct {
-	l           *Limiter
 	maxInFlight int
 
 	mu       sync.Mutex
@@ -27,12 +26,12 @@ type pending struct {
 	done chan struct{}
 }
 
-// allow decides a call of cost n on the Redis key rk.
-func (c *coalescer) allow(ctx context.Context, rk string, n int) (Result, error) {
+// allow decides a call of cost n on l's Redis keys.
+func (c *coalescer) allow(ctx context.Context, l *Limiter, keys []string, n int) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	p := &pending{batchItem: batchItem{l: c.l, rk: rk, n: n}, done: make(chan struct{})}
+	p := &pending{batchItem: batchItem{l: l, keys: keys, n: n}, done: make(chan struct{})}
 	c.mu.Lock()
 	c.queue = append(c.queue, p)
 	var batch []*pending

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -80,18 +81,25 @@ func (s *script) known(ctx context.Context, c redis.Scripter) *scriptSHA {
 	return sha
 }
 
-// run evaluates the script on the one key key: EVALSHA first, and on an error
-// whose text contains NOSCRIPT (some proxies put a prefix before it), one EVAL
-// of the full source. reloaded reports whether that fallback happened.
-func (s *script) run(ctx context.Context, c redis.Scripter, key string, args ...any) (reply any, reloaded bool, err error) {
+// run evaluates the script on keys: EVALSHA first, and on an error whose
+// text contains NOSCRIPT (some proxies put a prefix before it), one EVAL of
+// the full source. reloaded reports whether that fallback happened. A panic
+// inside the client (go-redis allocating for a reply that announces a huge
+// length, say) is returned as an error wrapping ErrUnexpectedReply, so that
+// a bad reply never crashes the application and the failure policy applies.
+func (s *script) run(ctx context.Context, c redis.Scripter, keys []string, args ...any) (reply any, reloaded bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			reply, err = nil, fmt.Errorf("%w: the Redis client panicked reading the reply: %v", ErrUnexpectedReply, p)
+		}
+	}()
 	if cc, ok := c.(*redis.ClusterClient); ok {
-		return s.runOnPrimary(ctx, cc, key, args...)
+		return s.runOnPrimary(ctx, cc, keys, args...)
 	}
 	sha := s.known(ctx, c)
 	if p, ok := c.(processor); ok && sha != nil {
-		return s.process(ctx, p, sha.arg, key, args)
+		return s.process(ctx, p, sha.arg, keys, args)
 	}
-	keys := []string{key}
 	if sha != nil {
 		reply, err = c.EvalSha(ctx, sha.hex, keys, args...).Result()
 		if err == nil || !isNoScript(err) {
@@ -112,23 +120,26 @@ type processor interface {
 
 // process is run's EVALSHA (sha: the boxed digest) and NOSCRIPT fallback
 // through p.
-func (s *script) process(ctx context.Context, p processor, sha any, key string, args []any) (reply any, reloaded bool, err error) {
-	cmd := evalCmd(ctx, "evalsha", sha, key, args)
+func (s *script) process(ctx context.Context, p processor, sha any, keys []string, args []any) (reply any, reloaded bool, err error) {
+	cmd := evalCmd(ctx, "evalsha", sha, keys, args)
 	if err = p.Process(ctx, cmd); err == nil || !isNoScript(err) {
 		return cmd.Val(), false, err
 	}
-	cmd = evalCmd(ctx, "eval", s.srcArg, key, args)
+	cmd = evalCmd(ctx, "eval", s.srcArg, keys, args)
 	err = p.Process(ctx, cmd)
 	return cmd.Val(), true, err
 }
 
 // evalCmd is the command EVALSHA (script: the digest) or EVAL (the source)
-// on the one key key with args, as go-redis's EvalSha and Eval build it. name
-// and script come boxed, so that only the list and key are allocated.
-func evalCmd(ctx context.Context, name, script any, key string, args []any) *redis.Cmd {
-	a := make([]any, 4+len(args))
-	a[0], a[1], a[2], a[3] = name, script, 1, key
-	copy(a[4:], args)
+// on keys with args, as go-redis's EvalSha and Eval build it. name and script
+// come boxed, so that only the list and the keys are allocated.
+func evalCmd(ctx context.Context, name, script any, keys []string, args []any) *redis.Cmd {
+	a := make([]any, 3+len(keys)+len(args))
+	a[0], a[1], a[2] = name, script, len(keys)
+	for i, k := range keys {
+		a[3+i] = k
+	}
+	copy(a[3+len(keys):], args)
 	cmd := redis.NewCmd(ctx, a...)
 	cmd.SetFirstKeyPos(3)
 	return cmd
@@ -146,19 +157,19 @@ func evalCmd(ctx context.Context, name, script any, key string, args []any) *red
 // changed topology (a dead node, READONLY, CLUSTERDOWN) asks the ClusterClient
 // to reload its slot map in the background, so calls find a promoted replica
 // without waiting for the map to age out (10s).
-func (s *script) runOnPrimary(ctx context.Context, cc *redis.ClusterClient, key string, args ...any) (reply any, reloaded bool, err error) {
-	node, err := cc.MasterForKey(ctx, key)
+func (s *script) runOnPrimary(ctx context.Context, cc *redis.ClusterClient, keys []string, args ...any) (reply any, reloaded bool, err error) {
+	node, err := cc.MasterForKey(ctx, keys[0])
 	if err != nil {
 		cc.ReloadState(ctx)
 		return nil, false, err
 	}
-	reply, reloaded, err = s.run(ctx, node, key, args...)
+	reply, reloaded, err = s.run(ctx, node, keys, args...)
 	switch {
 	case err == nil:
 		return reply, reloaded, nil
 	case isRedirect(err):
 		cc.ReloadState(ctx)
-		return s.run(ctx, redirecting{cc}, key, args...)
+		return s.run(ctx, redirecting{cc}, keys, args...)
 	case ErrorKind(err) == KindConnection || ErrorKind(err) == KindUnavailable:
 		cc.ReloadState(ctx)
 	}

@@ -1,5 +1,5 @@
--- slidingwindow.lua: sliding window counter with optional lockout, one key,
--- no TIME call.
+-- slidingwindow.lua: sliding window counters, one or more rates checked at
+-- once, with an optional lockout. No TIME call.
 --
 -- Time is cut into fixed windows of one period P (ms), starting at the key's
 -- first call. The count over the rolling period ending now is estimated as
@@ -7,129 +7,148 @@
 -- where prev and cur are the counts of the previous and current fixed windows
 -- and rest is the part of the current window still ahead (so the share of the
 -- previous window that the rolling window still covers). A call of n is
--- admitted iff the estimate + n <= limit, tested as prev*rest <= (limit-cur-n)*P.
+-- admitted by a rate iff the estimate + n <= limit, tested as
+-- prev*rest <= (limit-cur-n)*P, and admitted iff every rate admits it; it is
+-- then counted in every rate, and a call that one rate denies in none.
 --
 -- The clock is the key's own expiry E (a Redis millisecond timestamp), which
 -- is the end of the window after cur's: PTTL > P means cur's window is still
 -- open with rest = PTTL - P; 0 < PTTL <= P means it has closed, cur is now
--- the previous count and rest = PTTL. An admission within the open window
--- costs two Redis calls (PTTL, INCRBY); the first call of a window, a denial
--- or a fresh start costs one more.
+-- the previous count and rest = PTTL.
 --
--- KEYS[1]  state: prev * (limit+1) + cur, a decimal integer, or LOCK (2^60)
---          while locked until the key expires. Missing, without TTL or
---          unreadable: fresh.
--- ARGV[1]  P: the period in ms (integer >= 1), in hexadecimal
--- ARGV[2]  limit (integer >= 1), in hexadecimal (tonumber with a base skips
---          strtod, a tenth of an admission's cost)
--- ARGV[3]  n: the call's cost (0 <= n <= limit), or absent for 1
--- ARGV[4]  block: lockout in ms after a denial, or "" for none
--- ARGV[5]  mode: "" or absent consume; "p" peek: answer, write nothing;
---          "r" refund: give n back (never lifts a lock, never below fresh)
--- ARGV[6]  PTTL to use instead of asking Redis (tests only), or absent
--- Reply:   the window as the call leaves it (peek, denial: as it found it):
---          v = prev * (limit+1) + cur and rest (ms), as one integer
---          rest * (limit+1)^2 + v when (P+1) * (limit+1)^2 < 2^53, and -1 -
---          that when denied; else as the string "v rest", with v written
---          -1 - v when denied.
---          While locked: {rest of the lock in µs, 1 if this call started it
---          else 0}.
--- Writes:  the TTL is E, at most two periods ahead.
-local K = KEYS[1]
-local P = tonumber(ARGV[1], 16)
-local limit = tonumber(ARGV[2], 16)
-local ns = ARGV[3] or '1'
-local n = 1
-if ARGV[3] then n = tonumber(ns) end
-local mode = ARGV[5]
-if mode == '' then mode = nil end
-local p = tonumber(ARGV[6]) or redis.call('PTTL', K)
-local base = limit + 1
-local LOCK = 576460752303423488 -- 2^59: values at or above it are locks
+-- KEYS[1]  lock: exists (any value) while the identity is locked out; its
+--          PTTL is the rest of the lock. Read first; a locked call writes
+--          nothing, and the rates' counts are kept under the lock.
+-- KEYS[1+i] rate i's state: prev * 2^26 + cur, a decimal integer (the base
+--          does not depend on the limit, so a limit change reads the same
+--          counts; counts above the limit read as the limit). Missing,
+--          without TTL, unreadable or out of range: fresh.
+-- ARGV[1]  mode: "" consume; "p" peek: answer, write nothing; "r" refund:
+--          give n back (never lifts a lock, never below fresh)
+-- ARGV[2]  n: the call's cost, decimal (>= 1; peek, refund: >= 0)
+-- ARGV[3]  block: lockout in ms after a denial, decimal, or "" for none
+-- ARGV[2+2i], ARGV[3+2i]: rate i's period P in ms and limit, hexadecimal
+--          (tonumber with a base skips strtod)
+-- Reply:   per rate, the window as the call leaves it (peek, denial: as it
+--          found it): v = prev * (limit+1) + cur and rest (ms), as one
+--          integer rest * (limit+1)^2 + v when (P+1) * (limit+1)^2 < 2^53,
+--          and -1 - that when the rate denies; else as the string "v rest",
+--          with v written -1 - v when the rate denies. One rate: that reply;
+--          several: a table of them. Locked: {"lock", rest of the lock in µs,
+--          1 if this call started it else 0}.
+-- Writes:  a rate's TTL is E, at most two periods ahead; the lock's TTL is
+--          the lockout.
+local mode, ns, block = ARGV[1], ARGV[2], ARGV[3]
+local n = tonumber(ns)
+local k = #KEYS - 1
+local B = 67108864 -- 2^26, above every allowed limit
 
-local x
-if p > P and mode == nil then
-  x = redis.pcall('INCRBY', K, ns)
-  if type(x) ~= 'number' then p = 0 end
-elseif p > 0 then
-  x = tonumber(redis.pcall('GET', K))
-  if not x then p = 0 end
-end
--- The reply: whether admitted, the counts v and the ms left in the window.
-local ok, v, rest = true, 0, 0
-if p <= 0 then
-  -- Fresh: a window starts now.
-  if mode == nil then
-    redis.call('SET', K, ns, 'PX', string.format('%d', 2 * P))
-    v, rest = n, P
+local lp = redis.call('PTTL', KEYS[1])
+if lp > 0 then return {'lock', 1000 * lp, 0} end
+
+-- Read every rate: x the stored value, p its PTTL (0: fresh), prev and cur
+-- the counts capped at the limit, and whether the call fits.
+local x, p, prev, cur, ok = {}, {}, {}, {}, true
+for i = 1, k do
+  local K = KEYS[1 + i]
+  local P, limit = tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
+  local pi = redis.call('PTTL', K)
+  local xi = 0
+  if pi > 0 then
+    xi = tonumber(redis.pcall('GET', K))
+    if not xi or xi < 0 or xi >= B * B or xi % 1 ~= 0 then pi, xi = 0, 0 end
+  else
+    pi = 0
   end
-elseif x >= LOCK then
-  if mode == nil and p > P then redis.call('DECRBY', K, ns) end
-  return {1000 * p, 0}
-else
-  if p > 2 * P then
+  if pi > 2 * P then
     -- On one clock PTTL <= 2P. More means the expiry came from a faster clock
     -- (a promoted replica's): the current window opens now on this clock.
-    p = 2 * P
-    if mode ~= 'p' then redis.call('PEXPIRE', K, string.format('%d', p)) end
+    pi = 2 * P
+    if mode ~= 'p' then redis.call('PEXPIRE', K, string.format('%d', pi)) end
   end
-  if p > P then
-    -- cur's window is open. Without mode, x already counts this call.
-    rest = p - P
-    if mode == nil then x = x - n end
-    local cur = x % base
-    local prev = (x - cur) / base
-    if mode == 'r' then
-      local back = math.min(cur, n)
-      prev = math.max(0, prev - (n - back))
-      v = prev * base + cur - back
+  local pv, cv = 0, 0
+  if pi > P then
+    cv = xi % B
+    pv = (xi - cv) / B
+  elseif pi > 0 then
+    pv = xi % B
+  end
+  pv, cv = math.min(pv, limit), math.min(cv, limit)
+  x[i], p[i], prev[i], cur[i] = xi, pi, pv, cv
+  if mode ~= 'r' then
+    local rest = pi
+    if pi > P then rest = pi - P end
+    if pi == 0 then
+      if n > limit then ok = false end
+    elseif pv * rest > (limit - cv - n) * P then
+      ok = false
+    end
+  end
+end
+
+if not ok and mode == '' and block ~= '' then
+  redis.call('SET', KEYS[1], '1', 'PX', block)
+  return {'lock', 1000 * tonumber(block), 1}
+end
+
+local out = {}
+for i = 1, k do
+  local K = KEYS[1 + i]
+  local P, limit = tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
+  local base = limit + 1
+  local pi, xi, pv, cv = p[i], x[i], prev[i], cur[i]
+  local fits, rest = ok, pi
+  if pi > P then rest = pi - P end
+  if mode == 'r' then
+    if pi > P then
+      local back = math.min(cv, n)
+      pv = math.max(0, pv - (n - back))
+      cv = cv - back
+      local v = pv * B + cv
       if v == 0 then
         redis.call('DEL', K)
-      elseif v ~= x then
-        redis.call('INCRBY', K, string.format('%d', v - x))
+      elseif v ~= xi then
+        redis.call('INCRBY', K, string.format('%d', v - xi))
       end
-    elseif prev * rest <= (limit - cur - n) * P then
-      v = x
-      if mode == nil then v = x + n end
-    else
-      if mode == nil then redis.call('DECRBY', K, ns) end
-      ok, v = false, x
-    end
-  else
-    -- cur's window has closed: this is the next one, with prev = the old cur.
-    rest = p
-    local prev = x % base
-    if mode == 'r' then
-      local left = math.max(0, prev - n)
+    elseif pi > 0 then
+      local left = math.max(0, pv - n)
       if left == 0 then
         redis.call('DEL', K)
-      elseif left ~= prev then
-        redis.call('INCRBY', K, string.format('%d', left - prev))
+      elseif left ~= xi % B then
+        redis.call('INCRBY', K, string.format('%d', left - xi % B))
       end
-      v = left * base
-    elseif prev * p <= (limit - n) * P then
-      v = prev * base
-      if mode == nil then
-        v = v + n
-        redis.call('SET', K, string.format('%d', v), 'PX', string.format('%d', p + P))
+      pv = left
+    end
+  else
+    if mode == 'p' or not ok then
+      -- As found; a rate that would admit the call still says so.
+      if pi == 0 then
+        fits = n <= limit
+      else
+        fits = pv * rest <= (limit - cv - n) * P
       end
+    elseif pi == 0 then
+      -- Fresh: a window starts now.
+      redis.call('SET', K, ns, 'PX', string.format('%d', 2 * P))
+      cv, rest = n, P
+    elseif pi > P then
+      redis.call('INCRBY', K, ns)
+      cv = cv + n
     else
-      ok, v = false, prev * base
+      -- cur's window has closed: this is the next one, with prev = the old cur.
+      redis.call('SET', K, string.format('%d', pv * B + n), 'PX', string.format('%d', pi + P))
+      cv = n
     end
   end
-end
-if not ok and mode == nil then
-  local block = ARGV[4]
-  if block and block ~= '' then
-    redis.call('SET', K, '1152921504606846976', 'PX', block)
-    return {1000 * tonumber(block), 1}
+  local v = pv * base + cv
+  if (P + 1) * base * base < 9007199254740992 then
+    local r = rest * base * base + v
+    if fits then out[i] = r else out[i] = -1 - r end
+  else
+    -- Too wide for one integer: a string (a table costs Redis a fifth more).
+    if not fits then v = -1 - v end
+    out[i] = string.format('%d %d', v, rest)
   end
 end
-if (P + 1) * base * base < 9007199254740992 then
-  local r = rest * base * base + v
-  if ok then return r end
-  return -1 - r
-end
--- Too wide for one integer: a string (a table costs Redis a fifth more).
-if not ok then v = -1 - v end
-return string.format('%d %d', v, rest)
+if k == 1 then return out[1] end
+return out

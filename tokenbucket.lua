@@ -1,103 +1,132 @@
--- tokenbucket.lua: token bucket with optional lockout, one key, no TIME call.
+-- tokenbucket.lua: GCRA buckets (TokenBucket, and LeakyBucket, which runs
+-- this same code: see leakybucket.lua), one or more rates checked at once,
+-- with an optional lockout. No TIME call.
 --
--- The bucket is kept in GCRA form: the theoretical arrival time TAT, and the
--- debt d = TAT - now (µs) the bucket lacks from full, so tokens left =
--- (cap - d) / interval. The clock is the key's own expiry E (a Redis
+-- Each rate's bucket is kept in GCRA form: the theoretical arrival time TAT,
+-- and the debt d = TAT - now (µs) the bucket lacks from full, so tokens left
+-- = (cap - d) / interval. The clock is the key's own expiry E (a Redis
 -- millisecond timestamp): the stored integer is o = TAT - 1000*E, and PTTL
--- gives E - now, so d = o + 1000*PTTL, on Redis's millisecond clock. An
--- admission on a key in use costs two Redis calls (PTTL, INCRBY), a peek two
--- (PTTL, GET); a denial, a fresh start or a moved expiry costs one more.
+-- gives E - now, so d = o + 1000*PTTL, on Redis's millisecond clock. A call
+-- is admitted iff it fits in every rate (d + c <= cap for each), and is then
+-- charged to every rate; a call that one rate denies is charged to none.
 --
--- KEYS[1]  state: o, a decimal integer (<= 0 at rest, so the key outlives
---          TAT), or LOCK (2^60) while locked until the key expires. Missing,
---          without TTL or unreadable: fresh.
--- ARGV[1]  c: the call's cost in µs, n * interval (>= 1; peek, refund: >= 0)
--- ARGV[2]  cap: Burst * interval in µs (>= c), in hexadecimal (tonumber with
---          a base skips strtod, a tenth of an admission's cost)
--- ARGV[3]  block: lockout in ms after a denial, or "" for none
--- ARGV[4]  mode: "" or absent consume; "p" peek: answer, write nothing;
---          "r" refund: give c back (never lifts a lock, never below fresh)
--- ARGV[5]  PTTL to use instead of asking Redis (tests only), or absent
--- Reply:   an integer: >= 0 admitted (peek: would be; refund: done), < 0
---          denied; the debt before the call is the reply (refund: after it),
---          or -1 - reply when denied, clamped to [0, cap]. While locked:
---          {rest of the lock in µs, 1 if this call started it else 0}.
--- Writes:  the TTL is E, at least TAT + cap when E last moved, so the key
---          lives at most two bucket refills after its last admission.
-local K = KEYS[1]
-local cs = ARGV[1]
-local c = tonumber(cs)
-local cap = tonumber(ARGV[2], 16)
-local mode = ARGV[4]
-local p = tonumber(ARGV[5]) or redis.call('PTTL', K)
-local LOCK = 576460752303423488 -- 2^59: values at or above it are locks
+-- KEYS[1]  lock: exists (any value) while the identity is locked out; its
+--          PTTL is the rest of the lock. Read first; a locked call writes
+--          nothing, and the rates' state is kept under the lock.
+-- KEYS[1+i] rate i's state: o, a decimal integer (<= 0 at rest, so the key
+--          outlives TAT). Missing, without TTL, unreadable or out of range:
+--          fresh (d < 0) or, above cap, a full debt (never a free pass).
+-- ARGV[1]  mode: "" consume; "p" peek: answer, write nothing; "r" refund:
+--          give the cost back (never lifts a lock, never below fresh)
+-- ARGV[2]  n: the call's cost in events, decimal (>= 1; peek, refund: >= 0)
+-- ARGV[3]  block: lockout in ms after a denial, decimal, or "" for none
+-- ARGV[2+2i], ARGV[3+2i]: rate i's interval and cap (Burst * interval), in
+--          µs, hexadecimal (tonumber with a base skips strtod)
+-- Reply:   one rate: an integer, the debt before the call (refund: after
+--          it) clamped to [0, cap], or -1 - that when the rate denies.
+--          Several rates: a table of those integers, one per rate.
+--          Locked: {"lock", rest of the lock in µs, 1 if this call started
+--          it else 0}.
+-- Writes:  a rate's TTL is E, at least TAT + cap when E last moved, so its
+--          key lives at most two bucket refills after its last admission;
+--          the lock's TTL is the lockout.
+local mode, ns, block = ARGV[1], ARGV[2], ARGV[3]
+local n = tonumber(ns)
+local k = #KEYS - 1
 
-if mode == 'p' or mode == 'r' then
-  local d = 0
-  if p > 0 then
+local lp = redis.call('PTTL', KEYS[1])
+if lp > 0 then return {'lock', 1000 * lp, 0} end
+
+-- Read every rate. x: the value after an optimistic INCRBY (consume), or nil;
+-- raw: the debt as read (< 0: fresh); d: raw capped at cap.
+local d, raw, x, p, ok = {}, {}, {}, {}, true
+for i = 1, k do
+  local K = KEYS[1 + i]
+  local iv, cap = tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
+  local c = n * iv
+  local pi = redis.call('PTTL', K)
+  local di = -1
+  if pi > 0 then
     local v
-    if mode == 'p' then
-      v = tonumber(redis.pcall('GET', K))
+    if mode == '' then
+      v = redis.pcall('INCRBY', K, string.format('%d', c))
+      if type(v) == 'number' then
+        x[i] = v
+        v = v - c
+      else
+        v = nil
+      end
     else
-      v = redis.pcall('INCRBY', K, string.format('%d', -c))
-      if type(v) ~= 'number' then v = nil end
+      v = tonumber(redis.pcall('GET', K))
     end
-    if v and v >= LOCK then
-      if mode == 'r' then redis.call('INCRBY', K, cs) end
-      return {1000 * p, 0}
-    end
-    if v then d = v + 1000 * p end
+    -- Beyond 2^52 the arithmetic is no longer exact: unreadable.
+    if v and (v > 4503599627370496 or v < -4503599627370496) then v, x[i] = nil, nil end
+    if v then di = v + 1000 * pi end
+  else
+    pi = 0
   end
-  if d < 0 then d = 0 elseif d > cap then d = cap end
-  if mode == 'r' then
-    if d == 0 and p > 0 then redis.call('DEL', K) end
-    return d
-  end
-  if d + c <= cap then return d end
-  return -1 - d
+  -- On one clock d <= cap; more means the expiry came from a faster clock (a
+  -- promoted replica's) or a rate whose Burst shrank: read as a full debt.
+  p[i], raw[i], d[i] = pi, di, math.min(di, cap)
+  if mode ~= 'r' and math.max(d[i], 0) + c > cap then ok = false end
 end
 
-local x, d0 = 0, 0
-if p > 0 then
-  x = redis.pcall('INCRBY', K, cs)
-  if type(x) ~= 'number' then
-    p = 0
-  elseif x >= LOCK then
-    redis.call('DECRBY', K, cs)
-    return {1000 * p, 0}
-  else
-    d0 = x - c + 1000 * p
+if mode == 'r' then
+  local out = {}
+  for i = 1, k do
+    local K = KEYS[1 + i]
+    local iv, cap = tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
+    local di = math.max(d[i], 0)
+    if p[i] > 0 and raw[i] >= 0 then
+      local after = math.max(di - n * iv, 0)
+      if after == 0 then
+        redis.call('DEL', K)
+      elseif after ~= raw[i] then
+        redis.call('INCRBY', K, string.format('%d', after - raw[i]))
+      end
+      di = after
+    end
+    out[i] = di
   end
+  if k == 1 then return out[1] end
+  return out
 end
-if p <= 0 or d0 < 0 then
-  -- Fresh, or full again: TAT = now + c.
-  if p > 0 and 1000 * p >= c then
-    redis.call('INCRBY', K, string.format('%d', c - 1000 * p - x))
-  else
-    local ms = math.ceil((c + cap) / 1000)
-    redis.call('SET', K, string.format('%d', c - 1000 * ms), 'PX', string.format('%d', ms))
+
+local out = {}
+for i = 1, k do
+  local K = KEYS[1 + i]
+  local iv, cap = tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
+  local c = n * iv
+  local di = math.max(d[i], 0)
+  if mode == '' then
+    local pi, xi = p[i], x[i]
+    if not ok then
+      if raw[i] > cap then
+        -- Rewrite the full debt on this clock.
+        local ms = math.ceil(2 * cap / 1000)
+        redis.call('SET', K, string.format('%d', cap - 1000 * ms), 'PX', string.format('%d', ms))
+      elseif xi then
+        redis.call('DECRBY', K, string.format('%d', c))
+      end
+    elseif d[i] < 0 then
+      -- Fresh, or full again: TAT = now + c.
+      if xi and 1000 * pi >= c then
+        redis.call('INCRBY', K, string.format('%d', c - 1000 * pi - xi))
+      else
+        local ms = math.ceil((c + cap) / 1000)
+        redis.call('SET', K, string.format('%d', c - 1000 * ms), 'PX', string.format('%d', ms))
+      end
+    elseif xi > 0 then
+      -- TAT passed the expiry: move the expiry to TAT + cap.
+      local ms = math.ceil((xi + cap) / 1000)
+      redis.call('SET', K, string.format('%d', xi - 1000 * ms), 'PX', string.format('%d', pi + ms))
+    end
   end
-  return 0
+  if di + c <= cap then out[i] = di else out[i] = -1 - di end
 end
--- On one clock d0 <= cap. More means the expiry came from a faster clock (a
--- promoted replica's): start over from a full debt on this clock.
-if d0 > cap then
-  local ms = math.ceil(2 * cap / 1000)
-  redis.call('SET', K, string.format('%d', cap - 1000 * ms), 'PX', string.format('%d', ms))
-  d0, x = cap, nil
+if not ok and mode == '' and block ~= '' then
+  redis.call('SET', KEYS[1], '1', 'PX', block)
+  return {'lock', 1000 * tonumber(block), 1}
 end
-if d0 + c > cap then
-  local block = ARGV[3]
-  if block and block ~= '' then
-    redis.call('SET', K, '1152921504606846976', 'PX', block)
-    return {1000 * tonumber(block), 1}
-  end
-  if x then redis.call('DECRBY', K, cs) end
-  return -1 - d0
-end
-if x > 0 then
-  -- TAT passed the expiry: move the expiry to TAT + cap.
-  local ms = math.ceil((x + cap) / 1000)
-  redis.call('SET', K, string.format('%d', x - 1000 * ms), 'PX', string.format('%d', p + ms))
-end
-return d0
+if k == 1 then return out[1] end
+return out
