@@ -1,0 +1,196 @@
+package ratelimit
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"math"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/seed68425060/ratelimit/internal/redistest"
+)
+
+// TestLockoutNeverRaisesAdmissions: with Limit 10/h and a 50ms lockout,
+// hammering a key for a second admits 10, for every algorithm (before the
+// lock kept the state, the key was fresh after each lock: 200 admitted).
+func TestLockoutNeverRaisesAdmissions(t *testing.T) {
+	for _, b := range realBackends(t) {
+		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
+			t.Run(b.name+"/"+alg.String(), func(t *testing.T) {
+				l := mustNew(t, b.client, Config{Name: "lockraise-" + alg.String(), Algorithm: alg, Limit: 10, Period: time.Hour, BlockFor: 50 * time.Millisecond})
+				ctx := context.Background()
+				admitted := 0
+				for end := time.Now().Add(time.Second); time.Now().Before(end); {
+					r, err := l.Allow(ctx, "k")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r.Allowed {
+						admitted++
+					}
+					if r.Locked() {
+						time.Sleep(r.RetryAfter)
+					}
+				}
+				if admitted != 10 {
+					t.Errorf("admitted %d in a second, want 10 (Limit 10/h)", admitted)
+				}
+				// The same through Lock.
+				if err := l.Lock(ctx, "j", 10*time.Millisecond); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := l.AllowN(ctx, "j", 0); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	}
+}
+
+// TestRetryAfterNeverEarly: at 1000 per ms, a denied call's RetryAfter is a
+// time after which the same call is admitted on Redis's clock (it said 1µs
+// when RetryAfter was in µs, and 90 of 100 waits were too short).
+func TestRetryAfterNeverEarly(t *testing.T) {
+	for _, b := range realBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			l := mustNew(t, b.client, Config{Name: "early", Limit: 1000, Period: time.Millisecond})
+			ctx := context.Background()
+			late := 0
+			for i := 0; i < 100; i++ {
+				l.AllowN(ctx, "k", 1000)
+				r, err := l.AllowN(ctx, "k", 1000)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Allowed {
+					continue // the clock moved between the two calls
+				}
+				if r.RetryAfter < time.Millisecond || r.RetryAfter%time.Millisecond != 0 {
+					t.Fatalf("RetryAfter %v, want whole milliseconds", r.RetryAfter)
+				}
+				time.Sleep(r.RetryAfter)
+				if r, err := l.AllowN(ctx, "k", 1000); err != nil || !r.Allowed {
+					late++
+				}
+			}
+			if late > 0 {
+				t.Errorf("%d of 100 calls that waited RetryAfter were still denied", late)
+			}
+		})
+	}
+}
+
+// TestHugeDurationsClamped: a lock reply of MaxInt64 µs is clamped, and Wait
+// gives up at once instead of spinning.
+func TestHugeDurationsClamped(t *testing.T) {
+	f := &fakeScripter{reply: []any{"lock", int64(math.MaxInt64), int64(0)}}
+	l := mustNew(t, f, Config{Name: "huge", Limit: 1, Period: time.Second})
+	r, err := l.Allow(context.Background(), "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.RetryAfter <= 0 || r.RetryAfter > maxSpan || !r.Locked() {
+		t.Errorf("RetryAfter %v for a huge lock, want locked, in (0, %v]", r.RetryAfter, maxSpan)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	before := f.evalSha.Load() + f.eval.Load()
+	if err := l.Wait(ctx, "k"); !errors.Is(err, ErrWouldExceedDeadline) {
+		t.Errorf("Wait = %v, want ErrWouldExceedDeadline", err)
+	}
+	if n := f.evalSha.Load() + f.eval.Load() - before; n != 1 {
+		t.Errorf("Wait made %d calls, want 1", n)
+	}
+	// A lock reply of 0µs still waits a millisecond: never a spin.
+	f.reply = []any{"lock", int64(0), int64(0)}
+	if r, _ := l.Allow(context.Background(), "k"); r.RetryAfter < time.Millisecond {
+		t.Errorf("RetryAfter %v for a lock of 0µs, want at least 1ms", r.RetryAfter)
+	}
+}
+
+// hostileRedis answers the first command of each connection (go-redis's
+// HELLO) with an error and every later one with reply, as a broken server or
+// a man in the middle might. A command is taken to end where the bytes
+// received so far end (go-redis writes each in one piece).
+func hostileRedis(t *testing.T, reply string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				rd := bufio.NewReader(c)
+				for n := 0; ; {
+					if _, err := rd.ReadString('\n'); err != nil {
+						return
+					}
+					if rd.Buffered() > 0 {
+						continue
+					}
+					if n++; n == 1 {
+						c.Write([]byte("-ERR unknown command\r\n"))
+					} else {
+						c.Write([]byte(reply))
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestHugeLengthReply: a reply announcing an array of 2^52 elements made
+// go-redis panic inside Allow (makeslice); it is an error now, and the
+// failure policy applies.
+func TestHugeLengthReply(t *testing.T) {
+	addr := hostileRedis(t, "*4503599627370496\r\n")
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true, Protocol: 2})
+	defer c.Close()
+	l := mustNew(t, c, Config{Name: "hugelen", Limit: 1, Period: time.Second, Timeout: 300 * time.Millisecond})
+	_, err := l.Allow(context.Background(), "k")
+	if !errors.Is(err, ErrUnexpectedReply) {
+		t.Fatalf("Allow = %v, want ErrUnexpectedReply", err)
+	}
+	open := mustNew(t, c, Config{Name: "hugelen", Limit: 1, Period: time.Second, OnFailure: FailOpen})
+	if r, err := open.Allow(context.Background(), "k"); err != nil || r.Outcome != OutcomeFailedOpen {
+		t.Errorf("FailOpen: %+v, %v; want failed_open", r, err)
+	}
+}
+
+// TestLockedCallWritesNothing: under maxmemory with noeviction a write fails
+// with OOM; a call on a locked key must still answer (locked), since it
+// writes nothing.
+func TestLockedCallWritesNothing(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	ctx := context.Background()
+	l := mustNew(t, c, Config{Name: "oom", Limit: 1, Period: time.Hour})
+	if err := l.Lock(ctx, "k", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.ConfigSet(ctx, "maxmemory", "0")
+	r, err := l.Allow(ctx, "k")
+	if err != nil || !r.Locked() {
+		t.Errorf("Allow on a locked key under OOM = %+v, %v; want locked, no error", r, err)
+	}
+	if _, err := l.Allow(ctx, "other"); ErrorKind(err) != KindOOM {
+		t.Errorf("Allow on a fresh key under OOM = %v, want an OOM error (the test's premise)", err)
+	}
+}
