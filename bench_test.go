@@ -114,3 +114,43 @@ func BenchmarkPipeline(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPolicies compares one rate, two rates in one call, a per-call
+// rate (a view made once per plan, as a plan table would keep it) and a view
+// made on every call, on a real redis-server.
+func BenchmarkPolicies(b *testing.B) {
+	s := redistest.Start(b)
+	c := s.Client(b)
+	ctx := context.Background()
+	one := mustNew(b, c, Config{Name: "pol1", Limit: 1 << 30, Period: time.Hour})
+	two := mustNew(b, c, Config{Name: "pol2", Limit: 1 << 30, Period: time.Hour, Rates: []Rate{{Limit: 1 << 30, Period: 24 * time.Hour}}})
+	plan := Rate{Limit: 1 << 29, Period: time.Hour}
+	view, err := one.With(plan)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		call func() (Result, error)
+	}{
+		{"one-rate", func() (Result, error) { return one.Allow(ctx, "203.0.113.7") }},
+		{"two-rates", func() (Result, error) { return two.Allow(ctx, "203.0.113.7") }},
+		{"per-call-view", func() (Result, error) { return view.Allow(ctx, "203.0.113.8") }},
+		{"per-call-With", func() (Result, error) {
+			v, err := one.With(plan)
+			if err != nil {
+				return Result{}, err
+			}
+			return v.Allow(ctx, "203.0.113.9")
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bc.call(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -168,3 +168,93 @@ func ExampleSlidingWindow() {
 	// true 0 0s
 	// false 0 1m30s
 }
+
+// A customer's plan decides its rate: one Limiter serves every plan, and a
+// customer who changes plan keeps its state.
+func ExampleLimiter_With() {
+	mr, rdb := newRedis()
+	defer mr.Close()
+
+	lim, err := ratelimit.New(rdb, ratelimit.Config{Name: "api", Algorithm: ratelimit.SlidingWindow, Limit: 2, Period: time.Minute})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	plans := map[string][]ratelimit.Rate{
+		"free": {ratelimit.PerMinute(2)},
+		"pro":  {ratelimit.PerMinute(5), ratelimit.PerDay(1000)},
+	}
+	views := map[string]*ratelimit.Limiter{}
+	for name, rates := range plans {
+		if views[name], err = lim.With(rates...); err != nil {
+			fmt.Println(err)
+			return
+		}
+	}
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		r, _ := views["free"].Allow(ctx, "customer-42")
+		fmt.Println("free", r.Allowed, r.Remaining, r.Limit)
+	}
+	// The customer upgrades: the 2 calls admitted above still count in the
+	// minute, and the day starts counting (a rate of its own).
+	r, _ := views["pro"].Allow(ctx, "customer-42")
+	fmt.Println("pro", r.Allowed, r.Remaining, r.Limit)
+	// Output:
+	// free true 1 2/min
+	// free true 0 2/min
+	// free false 0 2/min
+	// pro true 2 5/min
+}
+
+// Several windows in one atomic call: 3 per second and 5 per minute. A call
+// is admitted only if it fits in both, and a call one of them denies is
+// charged to none.
+func ExampleConfig_rates() {
+	mr, rdb := newRedis()
+	defer mr.Close()
+
+	lim, err := ratelimit.New(rdb, ratelimit.Config{
+		Name:      "search",
+		Algorithm: ratelimit.SlidingWindow,
+		Limit:     3,
+		Period:    time.Second,
+		Rates:     []ratelimit.Rate{ratelimit.PerMinute(5)},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx := context.Background()
+	for i := 0; i < 4; i++ {
+		r, _ := lim.Allow(ctx, "alice")
+		fmt.Println(r.Allowed, r.Remaining, r.Limit, r.RetryAfter)
+	}
+	// Output:
+	// true 2 3/s 0s
+	// true 1 3/s 0s
+	// true 0 3/s 0s
+	// false 0 3/s 1.334s
+}
+
+// Shadow mode rolls out a new limit: calls are decided and counted as usual,
+// but a call that would be denied is admitted with OutcomeShadowDenied, which
+// metrics and logs show before the limit is turned on.
+func ExampleConfig_shadow() {
+	mr, rdb := newRedis()
+	defer mr.Close()
+
+	lim, err := ratelimit.New(rdb, ratelimit.Config{Name: "new-limit", Limit: 2, Period: time.Minute, Shadow: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for i := 0; i < 3; i++ {
+		r, _ := lim.Allow(context.Background(), "203.0.113.7")
+		fmt.Println(r.Allowed, r.Outcome)
+	}
+	// Output:
+	// true allowed
+	// true allowed
+	// true shadow_denied
+}
