@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/seed68425060/ratelimit/internal/redistest"
 )
 
 // TestMemoryPerKey measures MEMORY USAGE of one key per algorithm on a real
@@ -79,5 +82,54 @@ func TestAllowAllocations(t *testing.T) {
 		if allow > bare+1 {
 			t.Errorf("Allow allocates %.1f times per call, a bare EVALSHA %.1f: the limiter adds more than the key", allow, bare)
 		}
+	}
+}
+
+// TestMemoryPerIdentity measures, on a real Redis, the memory one identity
+// takes in all (its lock, while locked, and one key per rate), for one rate
+// and for two (reported in the README).
+func TestMemoryPerIdentity(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		max  int64
+	}{
+		{"token bucket, one rate", Config{Limit: 10, Period: time.Second}, 72},
+		{"token bucket, 10/s and 10000/d", Config{Limit: 10, Period: time.Second, Rates: []Rate{PerDay(10000)}}, 144},
+		{"sliding window, 10/s and 10000/d", Config{Algorithm: SlidingWindow, Limit: 10, Period: time.Second, Rates: []Rate{PerDay(10000)}}, 200},
+		{"token bucket, two rates, locked", Config{Limit: 1, Period: time.Second, Rates: []Rate{PerDay(10000)}, BlockFor: time.Minute}, 220},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := tt.cfg
+			cfg.Name = "mem"
+			l := mustNew(t, c, cfg)
+			key := "203.0.113.7"
+			if _, err := l.Reset(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 3; i++ {
+				if _, err := l.Allow(ctx, key); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var total int64
+			for _, k := range l.keys(key) {
+				n, err := c.MemoryUsage(ctx, k).Result()
+				if err == redis.Nil {
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				total += n
+			}
+			t.Logf("%s: %d bytes per identity", tt.name, total)
+			if total > tt.max || total == 0 {
+				t.Errorf("%s: %d bytes per identity, want in (0, %d]", tt.name, total, tt.max)
+			}
+		})
 	}
 }
