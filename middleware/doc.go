@@ -21,7 +21,8 @@
 //
 // By default the client is the peer address (http.Request.RemoteAddr), and IPv6
 // clients are grouped by /64. Behind reverse proxies, list their networks in
-// Config.TrustedProxies: then, and only for requests that come from them,
-// X-Forwarded-For (or RFC 7239 Forwarded) is walked from the right, past the
-// trusted proxies. [ClientIP] does this and is usable on its own.
+// Config.ClientIP.TrustedProxies: then, and only for requests that come from
+// them, X-Forwarded-For (or RFC 7239 Forwarded) is walked from the right, past
+// the trusted proxies. Package [clientip] does this and is usable on its own
+// (login and gRPC use it too).
 package middleware

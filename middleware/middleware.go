@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/seed68425060/ratelimit"
+	"github.com/seed68425060/ratelimit/clientip"
 )
 
 // Response header names the middleware writes. net/http sends them in canonical
@@ -148,10 +149,16 @@ type Config struct {
 	Limiters []*ratelimit.Limiter
 
 	// KeyFunc returns the key under which every limiter counts the request. If
-	// nil, it is the client address from a ClientIP built from TrustedProxies,
-	// ProxyHeader, IPv6Prefix and IPv4Prefix (see ClientIP.Key); those four fields are
-	// unused when KeyFunc is set.
+	// nil, it is ClientIP.Key: the client address, grouped by prefix.
 	KeyFunc KeyFunc
+
+	// ClientIP finds the client of a request for the default KeyFunc (it is
+	// unused when KeyFunc is set). The zero value (the default) keys clients by
+	// their peer address, IPv6 by /64, and ignores proxy headers: right for a
+	// server that clients reach directly, and the only safe choice unless every
+	// request passes through proxies you run; list those in
+	// ClientIP.TrustedProxies. New reports the problems of clientip.Config.Validate.
+	ClientIP clientip.Config
 
 	// Keys overrides KeyFunc for single limiters, by their Config.Name: for a
 	// global limiter, say, Keys: map[string]KeyFunc{"global": ConstantKey("all")}.
@@ -203,17 +210,6 @@ type Config struct {
 	// own Observer has seen the call as ratelimit.OutcomeError.) Pass the same
 	// metrics Collector to count requests served or refused during an outage.
 	Observer ratelimit.Observer
-
-	// TrustedProxies, ProxyHeader, IPv6Prefix and IPv4Prefix configure the
-	// default KeyFunc; see the ClientIP fields TrustedProxies, Header, IPv6Prefix
-	// and IPv4Prefix. Empty TrustedProxies (the default) ignore proxy headers:
-	// right for a server that clients reach directly, and the only safe choice
-	// unless every request passes through proxies you run. IPv6Prefix 0 means
-	// 64; IPv4Prefix 0 means 32.
-	TrustedProxies []netip.Prefix
-	ProxyHeader    string
-	IPv6Prefix     int
-	IPv4Prefix     int
 }
 
 // Middleware rate-limits HTTP requests. It is safe for concurrent use. Create it
@@ -277,21 +273,14 @@ func New(cfg Config) (*Middleware, error) {
 	if cfg.Headers > HeadersNone {
 		bad("Config.Headers = %d, must be HeadersDraft, HeadersLegacy or HeadersNone", uint8(cfg.Headers))
 	}
-	for i, p := range cfg.TrustedProxies {
-		if !p.IsValid() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
-			bad("Config.TrustedProxies[%d] = %v, must be a valid prefix without zone (IPv4 as IPv4, not ::ffff:)", i, p)
+	if err := cfg.ClientIP.Validate(); err != nil {
+		list := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			list = j.Unwrap()
 		}
-	}
-	switch cfg.ProxyHeader {
-	case "", HeaderXForwardedFor, HeaderForwarded:
-	default:
-		bad("Config.ProxyHeader = %q, must be %q or %q", cfg.ProxyHeader, HeaderXForwardedFor, HeaderForwarded)
-	}
-	if cfg.IPv6Prefix < 0 || cfg.IPv6Prefix > 128 {
-		bad("Config.IPv6Prefix = %d, must be between 1 and 128 (0 means 64)", cfg.IPv6Prefix)
-	}
-	if cfg.IPv4Prefix < 0 || cfg.IPv4Prefix > 32 {
-		bad("Config.IPv4Prefix = %d, must be between 1 and 32 (0 means 32)", cfg.IPv4Prefix)
+		for _, e := range list {
+			errs = append(errs, configError{fmt.Errorf("middleware: Config.ClientIP: %w", e)})
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -315,12 +304,8 @@ func New(cfg Config) (*Middleware, error) {
 	}
 	key := cfg.KeyFunc
 	if key == nil {
-		c := &ClientIP{
-			TrustedProxies: append([]netip.Prefix(nil), cfg.TrustedProxies...),
-			Header:         cfg.ProxyHeader,
-			IPv6Prefix:     cfg.IPv6Prefix,
-			IPv4Prefix:     cfg.IPv4Prefix,
-		}
+		c := cfg.ClientIP
+		c.TrustedProxies = slices.Clone(c.TrustedProxies)
 		key = func(r *http.Request) (string, error) { return c.Key(r), nil }
 	}
 	m.key = key
@@ -336,6 +321,13 @@ func New(cfg Config) (*Middleware, error) {
 	m.policy = strings.Join(policy, ", ")
 	return m, nil
 }
+
+// configError is a clientip.Config problem that also wraps
+// ratelimit.ErrInvalidConfig, as every problem New reports does.
+type configError struct{ err error }
+
+func (e configError) Error() string   { return e.err.Error() }
+func (e configError) Unwrap() []error { return []error{e.err, ratelimit.ErrInvalidConfig} }
 
 // Denial describes why the middleware denied a request, for a custom
 // Config.Denied handler.

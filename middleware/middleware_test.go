@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seed68425060/ratelimit"
+	"github.com/seed68425060/ratelimit/clientip"
 	"github.com/seed68425060/ratelimit/internal/redistest"
 	"github.com/seed68425060/ratelimit/middleware"
 )
@@ -112,11 +113,11 @@ func TestNewErrors(t *testing.T) {
 		{name: "Headers bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, Headers: 9}, want: []string{"Config.Headers = 9"}},
 		{name: "Keys unknown", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, Keys: map[string]middleware.KeyFunc{"b": middleware.ConstantKey("x")}}, want: []string{`Config.Keys["b"] names no limiter`}},
 		{name: "Keys nil func", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, Keys: map[string]middleware.KeyFunc{"a": nil}}, want: []string{`Config.Keys["a"] is nil`}},
-		{name: "TrustedProxies invalid", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, TrustedProxies: []netip.Prefix{{}}}, want: []string{"Config.TrustedProxies[0]"}},
-		{name: "TrustedProxies 4in6", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")}}, want: []string{"Config.TrustedProxies[0] = ::ffff:10.0.0.0/104"}},
-		{name: "ProxyHeader bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, ProxyHeader: "X-Real-IP"}, want: []string{`Config.ProxyHeader = "X-Real-IP"`}},
-		{name: "IPv6Prefix bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, IPv6Prefix: 129}, want: []string{"Config.IPv6Prefix = 129"}},
-		{name: "IPv4Prefix bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, IPv4Prefix: -1}, want: []string{"Config.IPv4Prefix = -1"}},
+		{name: "TrustedProxies invalid", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, ClientIP: clientip.Config{TrustedProxies: []netip.Prefix{{}}}}, want: []string{"Config.ClientIP: clientip: Config.TrustedProxies[0]"}},
+		{name: "TrustedProxies 4in6", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, ClientIP: clientip.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")}}}, want: []string{"Config.TrustedProxies[0] = ::ffff:10.0.0.0/104"}},
+		{name: "Header bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, ClientIP: clientip.Config{Header: "X-Real-IP"}}, want: []string{`Config.Header = "X-Real-IP"`}},
+		{name: "IPv6Prefix bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, ClientIP: clientip.Config{IPv6Prefix: 129}}, want: []string{"Config.IPv6Prefix = 129"}},
+		{name: "IPv4Prefix bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, ClientIP: clientip.Config{IPv4Prefix: -1}}, want: []string{"Config.IPv4Prefix = -1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
