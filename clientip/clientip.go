@@ -179,6 +179,10 @@ func (c *Config) KeyOf(a netip.Addr) string {
 		return UnknownKey
 	}
 	a = normalize(a)
+	if nat64.Contains(a) {
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte(b[12:16]))
+	}
 	bits := c.IPv4Prefix
 	if bits < 1 || bits > 32 {
 		bits = 32
@@ -231,27 +235,35 @@ const (
 )
 
 // walk walks the merged lines of a proxy header from the right, as described on
-// Config. peer is the (trusted) peer. It examines at most MaxEntries non-empty
-// entries and scans each line only from its end, element by element.
+// Config. peer is the (trusted) peer. It examines at most MaxEntries entries and
+// MaxBytes bytes, scanning each line only from its end, element by element.
 func (c *Config) walk(peer netip.Addr, lines []string, parse func(string) (netip.Addr, entryResult)) netip.Addr {
 	client := peer
-	hops := 0
+	entries := 0
+	budget := MaxBytes
 	for i := len(lines) - 1; i >= 0; i-- {
 		line := lines[i]
+		cut := len(line) > budget
+		if cut {
+			line = line[len(line)-budget:]
+		}
+		budget -= len(line)
 		for {
 			j := strings.LastIndexByte(line, ',')
-			elem := line[j+1:]
-			a, res := parse(elem)
+			if j < 0 && cut {
+				return client // this entry starts beyond MaxBytes
+			}
+			entries++
+			if entries > MaxEntries {
+				return client
+			}
+			a, res := parse(line[j+1:])
 			switch res {
 			case entryStop:
 				return client
 			case entryAddr:
 				client = a
 				if !c.trusted(a) {
-					return client
-				}
-				hops++
-				if hops >= MaxEntries {
 					return client
 				}
 			}

@@ -332,3 +332,74 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyNAT64 checks that NAT64 clients (64:ff9b::/96) are keyed by the IPv4
+// address they embed, not all together by the translator's /64.
+func TestKeyNAT64(t *testing.T) {
+	tests := []struct {
+		name string
+		c    Config
+		addr string
+		want string
+	}{
+		{name: "embedded v4", addr: "64:ff9b::203.0.113.7", want: "203.0.113.7"},
+		{name: "another client, another key", addr: "64:ff9b::198.51.100.1", want: "198.51.100.1"},
+		{name: "v4 prefix applies", c: Config{IPv4Prefix: 24}, addr: "64:ff9b::203.0.113.7", want: "203.0.113.0/24"},
+		{name: "outside the /96 stays v6", addr: "64:ff9b:0:0:1::cb00:7107", want: "64:ff9b::/64"},
+		{name: "local-use prefix stays v6", addr: "64:ff9b:1::cb00:7107", want: "64:ff9b:1::/64"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.c.KeyOf(netip.MustParseAddr(tt.addr)); got != tt.want {
+				t.Errorf("KeyOf(%s) = %q, want %q", tt.addr, got, tt.want)
+			}
+		})
+	}
+	// Through a trusted proxy too.
+	c := &Config{TrustedProxies: proxyNets}
+	r := &http.Request{RemoteAddr: "10.0.0.1:1", Header: http.Header{HeaderXForwardedFor: {"64:ff9b::203.0.113.7"}}}
+	if got := c.Key(r); got != "203.0.113.7" {
+		t.Errorf("Key(X-Forwarded-For 64:ff9b::203.0.113.7) = %q, want 203.0.113.7", got)
+	}
+}
+
+// hugeHeaders are proxy headers of about 1 MB that a client can send; each
+// hides a forged address at its far left that the walk must not reach.
+var hugeHeaders = []struct {
+	name  string
+	lines []string
+}{
+	{name: "1 MB of empty entries", lines: []string{"198.51.100.66" + strings.Repeat(",", 1<<20)}},
+	{name: "1 MB of spaces in one entry", lines: []string{"198.51.100.66" + strings.Repeat(" ", 1<<20)}},
+	{name: "many empty lines", lines: append([]string{"198.51.100.66"}, make([]string, 100_000)...)},
+	{name: "empty entries then trusted hops", lines: []string{"198.51.100.66" + strings.Repeat(", ", 40) + ", 10.0.0.9"}},
+}
+
+// TestHugeHeaderBounded checks that the walk examines at most MaxEntries
+// entries and MaxBytes bytes from the right, empty ones included: it stops at
+// the last address reached (the peer, or the last trusted hop) and never
+// reaches the address far to the left.
+func TestHugeHeaderBounded(t *testing.T) {
+	c := &Config{TrustedProxies: proxyNets}
+	for _, tc := range hugeHeaders {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &http.Request{RemoteAddr: "10.0.0.1:1", Header: http.Header{HeaderXForwardedFor: tc.lines}}
+			got := c.Addr(r)
+			if got.String() == "198.51.100.66" {
+				t.Errorf("Addr = %v: the walk went past MaxEntries/MaxBytes to the far left", got)
+			}
+			if !c.trusted(got) {
+				t.Errorf("Addr = %v, want the peer or a trusted hop (the walk stopped)", got)
+			}
+		})
+	}
+	// A chain within the bounds is still walked in full: 31 trusted hops.
+	hops := make([]string, MaxEntries-1)
+	for i := range hops {
+		hops[i] = "10.0.0.9"
+	}
+	r := &http.Request{RemoteAddr: "10.0.0.1:1", Header: http.Header{HeaderXForwardedFor: {"203.0.113.7, " + strings.Join(hops, ", ")}}}
+	if got := c.Addr(r); got.String() != "203.0.113.7" {
+		t.Errorf("Addr(client + %d trusted hops) = %v, want 203.0.113.7", len(hops), got)
+	}
+}
