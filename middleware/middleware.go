@@ -167,9 +167,21 @@ type Config struct {
 
 	// Cost returns the units a request takes from every limiter. If nil, every
 	// request costs 1. A cost of 0 only checks (nothing is taken). A cost below 0
-	// or above a limiter's Burst makes that limiter return
-	// ratelimit.ErrInvalidCost, and OnError applies.
+	// or above a limiter's Burst can never be admitted: it is the caller's
+	// error, not Redis's, so OnError does not apply. Such a request is never
+	// served: earlier limiters get their units back, later ones are not
+	// consulted, Observer gets an Event with Outcome ratelimit.OutcomeError, Err
+	// wrapping ratelimit.ErrInvalidCost and Duration 0 (so it never counts as a
+	// Redis error or failing open), and InvalidCost answers.
 	Cost func(*http.Request) int
+
+	// InvalidCost answers a request whose Cost is outside 0..Burst of a limiter;
+	// DenialFrom(r.Context()) tells which limiter (Denial.Result is zero) and
+	// the cost. If nil, it is status 400 Bad Request, without Retry-After
+	// (waiting never helps), with a short text/plain body or, when the Accept
+	// header names application/problem+json, a problem detail (RFC 9457) with
+	// "limiter" and "cost" members.
+	InvalidCost http.Handler
 
 	// Denied answers a request that a limiter denied. The middleware has already
 	// set Retry-After and the rate-limit headers; DenialFrom(r.Context()) tells
@@ -209,6 +221,9 @@ type Config struct {
 	// ratelimit.OutcomeFailedOpen or ratelimit.OutcomeFailedClosed. (The limiter's
 	// own Observer has seen the call as ratelimit.OutcomeError.) Pass the same
 	// metrics Collector to count requests served or refused during an outage.
+	// It also receives one Event per rejected Cost (see Cost): Outcome
+	// ratelimit.OutcomeError, Err wrapping ratelimit.ErrInvalidCost (test with
+	// errors.Is), Duration 0.
 	Observer ratelimit.Observer
 }
 
@@ -224,6 +239,7 @@ type Middleware struct {
 	policy      string    // RateLimit-Policy value
 	cost        func(*http.Request) int
 	denied      http.Handler
+	invalidCost http.Handler
 	unavailable http.Handler
 	onError     ErrorPolicy
 	headers     HeaderMode
@@ -290,6 +306,7 @@ func New(cfg Config) (*Middleware, error) {
 		limiters:    append([]*ratelimit.Limiter(nil), cfg.Limiters...),
 		cost:        cfg.Cost,
 		denied:      cfg.Denied,
+		invalidCost: cfg.InvalidCost,
 		unavailable: cfg.Unavailable,
 		onError:     cfg.OnError,
 		headers:     cfg.Headers,
@@ -298,6 +315,9 @@ func New(cfg Config) (*Middleware, error) {
 	}
 	if m.denied == nil {
 		m.denied = http.HandlerFunc(defaultDenied)
+	}
+	if m.invalidCost == nil {
+		m.invalidCost = http.HandlerFunc(defaultInvalidCost)
 	}
 	if m.unavailable == nil {
 		m.unavailable = http.HandlerFunc(defaultUnavailable)
@@ -334,14 +354,17 @@ func (e configError) Unwrap() []error { return []error{e.err, ratelimit.ErrInval
 type Denial struct {
 	// Limiter is the Config.Name of the limiter that denied.
 	Limiter string
-	// Result is that limiter's Result.
+	// Result is that limiter's Result (zero for an invalid cost).
 	Result ratelimit.Result
+	// Cost is the request's cost (Config.Cost).
+	Cost int
 }
 
 type denialKey struct{}
 
 // DenialFrom returns the Denial that the middleware stored in the context of a
-// request it passes to Config.Denied, and reports whether there was one.
+// request it passes to Config.Denied or Config.InvalidCost, and reports whether
+// there was one.
 func DenialFrom(ctx context.Context) (Denial, bool) {
 	d, ok := ctx.Value(denialKey{}).(Denial)
 	return d, ok
@@ -391,6 +414,15 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			if err == nil {
 				res, err = l.AllowN(ctx, key, cost)
 			}
+			if err != nil && errors.Is(err, ratelimit.ErrInvalidCost) {
+				// The caller's error, decided before any Redis call: never
+				// served, and not a failure for OnError.
+				m.observe(i, ratelimit.OutcomeError, err)
+				m.refund(ctx, taken, cost)
+				ctx := context.WithValue(ctx, denialKey{}, Denial{Limiter: m.names[i], Cost: cost})
+				m.invalidCost.ServeHTTP(w, r.WithContext(ctx))
+				return
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					// The request itself ended (client gone, deadline): no Redis
@@ -419,7 +451,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			taken = append(taken, decision{idx: i, key: key, res: res})
 			if !res.Allowed {
 				m.refund(ctx, taken[:len(taken)-1], cost)
-				m.deny(w, r, taken)
+				m.deny(w, r, taken, cost)
 				return
 			}
 		}
@@ -428,7 +460,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 	})
 }
 
-// observe reports that OnError applied to limiter i.
+// observe reports that OnError (or an invalid cost) decided for limiter i.
 func (m *Middleware) observe(i int, o ratelimit.Outcome, err error) {
 	if m.observer == nil {
 		return
@@ -459,12 +491,12 @@ func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, retry time.D
 }
 
 // deny answers a denial by the last limiter in taken.
-func (m *Middleware) deny(w http.ResponseWriter, r *http.Request, taken []decision) {
+func (m *Middleware) deny(w http.ResponseWriter, r *http.Request, taken []decision, cost int) {
 	d := taken[len(taken)-1]
 	h := w.Header()
 	h[canonRetryAfter] = oneValue(strconv.FormatInt(ceilSeconds(d.res.RetryAfter, 1), 10))
 	m.writeHeaders(h, taken, len(taken)-1)
-	ctx := context.WithValue(r.Context(), denialKey{}, Denial{Limiter: m.names[d.idx], Result: d.res})
+	ctx := context.WithValue(r.Context(), denialKey{}, Denial{Limiter: m.names[d.idx], Result: d.res, Cost: cost})
 	m.denied.ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -544,6 +576,23 @@ func defaultDenied(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusTooManyRequests)
 	_, _ = w.Write([]byte("429 Too Many Requests\n"))
+}
+
+func defaultInvalidCost(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	if acceptsProblem(r.Header.Values("Accept")) {
+		d, _ := DenialFrom(r.Context())
+		h.Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusBadRequest)
+		// d.Limiter matches [a-z0-9][a-z0-9_.-]*: safe inside a JSON string.
+		fmt.Fprintf(w, `{"type":"about:blank","title":"Bad Request","status":400,"detail":"the request's cost can never be admitted","limiter":%q,"cost":%d}`+"\n",
+			d.Limiter, d.Cost)
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusBadRequest)
+	_, _ = w.Write([]byte("400 Bad Request: the request's cost can never be admitted\n"))
 }
 
 func defaultUnavailable(w http.ResponseWriter, _ *http.Request) {
