@@ -94,7 +94,7 @@ const (
 	//	RateLimit: "<name>";r=<remaining>;t=<reset>
 	//
 	// one list item per limiter. RateLimit-Policy lists every limiter of the
-	// middleware, in order, on every response. RateLimit lists, in order, the
+	// middleware (except those in Config.NoHeaders), in order, on every response. RateLimit lists, in order, the
 	// limiters that decided this request (on a denial: those up to and including
 	// the one that denied; a limiter that failed is left out). <name> is
 	// ratelimit.Config.Name, quota is Config.Burst (the most a client can spend
@@ -209,6 +209,17 @@ type Config struct {
 	// HeadersDraft. Use HeadersNone on login routes.
 	Headers HeaderMode
 
+	// NoHeaders names limiters (by Config.Name) that the rate-limit headers
+	// leave out, whatever Headers says: typically a global limiter, whose
+	// Remaining is shared by every client and tells one client nothing it can
+	// act on (and tells everyone how busy the service is). Such a limiter
+	// still limits; when it denies, the response has Retry-After, the draft
+	// RateLimit field lists only the other limiters that decided, and the
+	// legacy X-RateLimit-* headers are not written (they would describe a
+	// limiter that did not deny). Every name must be one of Limiters. If nil,
+	// every limiter is shown.
+	NoHeaders []string
+
 	// Skip, if not nil, is called first; when it returns true the request goes
 	// to the next handler unlimited and without rate-limit headers (health
 	// checks, allow-listed clients).
@@ -236,6 +247,7 @@ type Middleware struct {
 	quota       []string  // per limiter: strconv of Burst
 	window      []string  // per limiter: Period in seconds, rounded up
 	names       []string  // per limiter
+	hidden      []bool    // per limiter: named in Config.NoHeaders
 	policy      string    // RateLimit-Policy value
 	cost        func(*http.Request) int
 	denied      http.Handler
@@ -281,6 +293,11 @@ func New(cfg Config) (*Middleware, error) {
 		}
 		if f == nil {
 			bad("Config.Keys[%q] is nil", name)
+		}
+	}
+	for i, name := range cfg.NoHeaders {
+		if !seen[name] {
+			bad("Config.NoHeaders[%d] = %q names no limiter in Config.Limiters", i, name)
 		}
 	}
 	if cfg.OnError != FailOpen && cfg.OnError != FailClosed {
@@ -334,9 +351,12 @@ func New(cfg Config) (*Middleware, error) {
 		lc := l.Config()
 		m.keys = append(m.keys, cfg.Keys[lc.Name])
 		m.names = append(m.names, lc.Name)
+		m.hidden = append(m.hidden, slices.Contains(cfg.NoHeaders, lc.Name))
 		m.quota = append(m.quota, strconv.Itoa(lc.Burst))
 		m.window = append(m.window, strconv.FormatInt(ceilSeconds(lc.Period, 1), 10))
-		policy = append(policy, strconv.Quote(lc.Name)+";q="+m.quota[len(m.quota)-1]+";w="+m.window[len(m.window)-1])
+		if !m.hidden[len(m.hidden)-1] {
+			policy = append(policy, strconv.Quote(lc.Name)+";q="+m.quota[len(m.quota)-1]+";w="+m.window[len(m.window)-1])
+		}
 	}
 	m.policy = strings.Join(policy, ", ")
 	return m, nil
@@ -501,17 +521,27 @@ func (m *Middleware) deny(w http.ResponseWriter, r *http.Request, taken []decisi
 }
 
 // writeHeaders writes the rate-limit headers for the decisions in taken; denied
-// is the index in taken of the denying decision, or -1.
+// is the index in taken of the denying decision, or -1. Limiters in
+// Config.NoHeaders are left out.
 func (m *Middleware) writeHeaders(h http.Header, taken []decision, denied int) {
-	if len(taken) == 0 {
+	if len(taken) == 0 || m.headers == HeadersNone {
 		return
+	}
+	if denied >= 0 && m.hidden[taken[denied].idx] && m.headers == HeadersLegacy {
+		return // the legacy headers would describe a limiter that did not deny
 	}
 	switch m.headers {
 	case HeadersDraft:
+		if m.policy == "" {
+			return // every limiter is hidden
+		}
 		h[canonRateLimitPolicy] = oneValue(m.policy)
 		var b strings.Builder
-		for j, d := range taken {
-			if j > 0 {
+		for _, d := range taken {
+			if m.hidden[d.idx] {
+				continue
+			}
+			if b.Len() > 0 {
 				b.WriteString(", ")
 			}
 			b.WriteString(strconv.Quote(m.names[d.idx]))
@@ -520,16 +550,27 @@ func (m *Middleware) writeHeaders(h http.Header, taken []decision, denied int) {
 			b.WriteString(";t=")
 			b.WriteString(strconv.FormatInt(resetSeconds(d.res), 10))
 		}
-		h[canonRateLimit] = oneValue(b.String())
+		if b.Len() > 0 {
+			h[canonRateLimit] = oneValue(b.String())
+		}
 	case HeadersLegacy:
 		best := denied
 		if best < 0 {
-			best = 0
-			for j, d := range taken[1:] {
+			for j, d := range taken {
+				if m.hidden[d.idx] {
+					continue
+				}
+				if best < 0 {
+					best = j
+					continue
+				}
 				b := taken[best].res
 				if d.res.Remaining < b.Remaining || d.res.Remaining == b.Remaining && resetSeconds(d.res) > resetSeconds(b) {
-					best = j + 1
+					best = j
 				}
+			}
+			if best < 0 {
+				return // every limiter that decided is hidden
 			}
 		}
 		d := taken[best]
