@@ -22,9 +22,9 @@ func benchHandler(b *testing.B) (http.Handler, *http.Request) {
 	_, rdb := newMini(b)
 	lim := newLimiter(b, rdb, ratelimit.Config{Name: "bench", Limit: 1_000_000_000, Period: time.Hour})
 	mw := newMiddleware(b, middleware.Config{
-		Limiters: []*ratelimit.Limiter{lim},
-		OnError:  middleware.FailOpen,
-		ClientIP: clientip.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+		Limiters:  []*ratelimit.Limiter{lim},
+		OnFailure: ratelimit.FailOpen,
+		ClientIP:  clientip.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
 	})
 	r := httptest.NewRequest(http.MethodGet, "/api", nil)
 	r.RemoteAddr = "10.0.0.1:40000"
@@ -97,9 +97,9 @@ func (f fixedScripter) Eval(ctx context.Context, _ string, _ []string, _ ...any)
 func BenchmarkHandlerNoRedis(b *testing.B) {
 	lim := newLimiter(b, fixedScripter{}, ratelimit.Config{Name: "bench", Limit: 100, Period: time.Hour})
 	mw := newMiddleware(b, middleware.Config{
-		Limiters: []*ratelimit.Limiter{lim},
-		OnError:  middleware.FailOpen,
-		ClientIP: clientip.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+		Limiters:  []*ratelimit.Limiter{lim},
+		OnFailure: ratelimit.FailOpen,
+		ClientIP:  clientip.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
 	})
 	h := mw.Handler(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	r := httptest.NewRequest(http.MethodGet, "/api", nil)

@@ -27,9 +27,9 @@ func checkInvalidCost(t *testing.T, rdb redis.Scripter) {
 	obs := &recorder{}
 	next := &okHandler{}
 	h := newMiddleware(t, middleware.Config{
-		Limiters: []*ratelimit.Limiter{wide, api},
-		OnError:  middleware.FailOpen,
-		Observer: obs,
+		Limiters:  []*ratelimit.Limiter{wide, api},
+		OnFailure: ratelimit.FailOpen,
+		Observer:  obs,
 		Cost: func(r *http.Request) int {
 			n, _ := strconv.Atoi(r.URL.Query().Get("cost"))
 			return n

@@ -3,12 +3,13 @@
 //
 // # Protecting a route
 //
-// [New] takes a [Config] with one or more limiters and an explicit error policy
-// ([FailOpen] or [FailClosed]); [Middleware.Handler] wraps a handler:
+// [New] takes a [Config] with one or more limiters and an explicit failure
+// policy, Config.OnFailure: [ratelimit.FailOpen] or [ratelimit.FailClosed], the
+// root package's vocabulary; [Middleware.Handler] wraps a handler:
 //
 //	mw, err := middleware.New(middleware.Config{
-//		Limiters: []*ratelimit.Limiter{perClient},
-//		OnError:  middleware.FailOpen,
+//		Limiters:  []*ratelimit.Limiter{perClient},
+//		OnFailure: ratelimit.FailOpen,
 //	})
 //	mux.Handle("/api/", mw.Handler(api))
 //

@@ -37,8 +37,8 @@ func ExampleMiddleware_Handler() {
 		return
 	}
 	mw, err := middleware.New(middleware.Config{
-		Limiters: []*ratelimit.Limiter{perClient},
-		OnError:  middleware.FailOpen, // an API stays up when Redis is down
+		Limiters:  []*ratelimit.Limiter{perClient},
+		OnFailure: ratelimit.FailOpen, // an API stays up when Redis is down
 	})
 	if err != nil {
 		fmt.Println(err)
@@ -93,10 +93,10 @@ func ExampleNew_login() {
 	perClient, _ := ratelimit.New(rdb, ratelimit.Config{Name: "login-ip", Limit: 1, Period: 10 * time.Second})
 	global, _ := ratelimit.New(rdb, ratelimit.Config{Name: "login-all", Limit: 1000, Period: time.Minute})
 	mw, err := middleware.New(middleware.Config{
-		Limiters: []*ratelimit.Limiter{perClient, global},
-		Keys:     map[string]middleware.KeyFunc{"login-all": middleware.ConstantKey("all")},
-		OnError:  middleware.FailClosed, // an unlimited attacker is worse than an outage
-		Headers:  middleware.HeadersNone,
+		Limiters:  []*ratelimit.Limiter{perClient, global},
+		Keys:      map[string]middleware.KeyFunc{"login-all": middleware.ConstantKey("all")},
+		OnFailure: ratelimit.FailClosed, // an unlimited attacker is worse than an outage
+		Headers:   middleware.HeadersNone,
 	})
 	if err != nil {
 		fmt.Println(err)

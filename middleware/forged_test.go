@@ -142,7 +142,7 @@ func limitedHandler(t *testing.T, rdb redis.Scripter, cfg middleware.Config) htt
 	cfg.Limiters = []*ratelimit.Limiter{newLimiter(t, rdb, ratelimit.Config{
 		Name: "per-client", Limit: burst, Period: time.Hour, KeyPrefix: "forged-" + fmt.Sprint(time.Now().UnixNano()) + ":",
 	})}
-	cfg.OnError = middleware.FailClosed
+	cfg.OnFailure = ratelimit.FailClosed
 	return newMiddleware(t, cfg).Handler(&okHandler{})
 }
 

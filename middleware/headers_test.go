@@ -35,7 +35,7 @@ func TestNoHeaders(t *testing.T) {
 				Limiters:  []*ratelimit.Limiter{perClient, global},
 				Keys:      map[string]middleware.KeyFunc{"global": middleware.ConstantKey("all")},
 				NoHeaders: []string{"global"},
-				OnError:   middleware.FailOpen,
+				OnFailure: ratelimit.FailOpen,
 				Headers:   tt.mode,
 			}).Handler(&okHandler{})
 			w := do(h, "203.0.113.7:1", nil)
@@ -54,7 +54,7 @@ func TestNoHeaders(t *testing.T) {
 func TestNoHeadersErrors(t *testing.T) {
 	_, rdb := newMini(t)
 	a := newLimiter(t, rdb, ratelimit.Config{Name: "a", Limit: 1, Period: time.Second})
-	_, err := middleware.New(middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, NoHeaders: []string{"b"}})
+	_, err := middleware.New(middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnFailure: ratelimit.FailOpen, NoHeaders: []string{"b"}})
 	if err == nil || !strings.Contains(err.Error(), `Config.NoHeaders[0] = "b" names no limiter`) {
 		t.Errorf("New(NoHeaders: [b]) = %v, want an error naming Config.NoHeaders[0]", err)
 	}

@@ -52,35 +52,6 @@ func oneValue(v string) []string { return []string{v} }
 // response in application/problem+json, from draft-ietf-httpapi-ratelimit-headers.
 const ProblemTypeQuotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
-// ErrorPolicy says what the middleware answers when a limiter returns an error
-// (Redis down or slow, a bad reply, an invalid cost): no decision was made. It
-// has no default: the zero value is invalid and New rejects it.
-type ErrorPolicy uint8
-
-// Error policies.
-const (
-	// FailOpen serves the request as if that limiter had admitted it, and goes
-	// on with the next limiter. Availability over protection: use it for API
-	// routes where an outage of Redis must not become an outage of the API.
-	FailOpen ErrorPolicy = iota + 1
-	// FailClosed refuses the request with Config.Unavailable (by default 503
-	// Service Unavailable with Retry-After: 1) and gives back what earlier
-	// limiters took. Protection over availability: use it for login and other
-	// routes where an unlimited attacker does more harm than an outage.
-	FailClosed
-)
-
-// String returns "open" or "closed".
-func (p ErrorPolicy) String() string {
-	switch p {
-	case FailOpen:
-		return "open"
-	case FailClosed:
-		return "closed"
-	}
-	return fmt.Sprintf("ErrorPolicy(%d)", uint8(p))
-}
-
 // HeaderMode selects the rate-limit headers written on every limited response.
 // The zero value is HeadersDraft.
 type HeaderMode uint8
@@ -129,7 +100,7 @@ func (m HeaderMode) String() string {
 }
 
 // KeyFunc returns the rate-limit key of a request. An error means no key could
-// be found; the middleware then applies Config.OnError.
+// be found; the middleware then applies Config.OnFailure.
 type KeyFunc func(*http.Request) (string, error)
 
 // Config configures a Middleware. New copies it; changing it later has no effect.
@@ -142,10 +113,12 @@ type Config struct {
 	// limiter first (per client, then global). Required: at least one, no nil
 	// and no two with the same Config.Name.
 	//
-	// Each limiter's own ratelimit.Config.OnFailure decides first: with FailOpen
-	// or FailClosed there the limiter returns no error, and the middleware treats
-	// ratelimit.OutcomeFailedOpen as admitted and ratelimit.OutcomeFailedClosed
-	// like an error under FailClosed. Leave it at FailError to let OnError decide.
+	// Each limiter's own ratelimit.Config.OnFailure decides first: with FailOpen,
+	// FailClosed or FailLocal there the limiter returns no error, and the
+	// middleware treats ratelimit.OutcomeFailedOpen as admitted,
+	// ratelimit.OutcomeFailedClosed like an error under FailClosed, and
+	// ratelimit.OutcomeFailedLocal by its Result.Allowed. Leave it at FailError
+	// to let Config.OnFailure decide.
 	Limiters []*ratelimit.Limiter
 
 	// KeyFunc returns the key under which every limiter counts the request. If
@@ -168,7 +141,7 @@ type Config struct {
 	// Cost returns the units a request takes from every limiter. If nil, every
 	// request costs 1. A cost of 0 only checks (nothing is taken). A cost below 0
 	// or above a limiter's Burst can never be admitted: it is the caller's
-	// error, not Redis's, so OnError does not apply. Such a request is never
+	// error, not Redis's, so OnFailure does not apply. Such a request is never
 	// served: earlier limiters get their units back, later ones are not
 	// consulted, Observer gets an Event with Outcome ratelimit.OutcomeError, Err
 	// wrapping ratelimit.ErrInvalidCost and Duration 0 (so it never counts as a
@@ -191,19 +164,34 @@ type Config struct {
 	// ProblemTypeQuotaExceeded with the "violated-policies" member.
 	Denied http.Handler
 
-	// Unavailable answers a request refused under FailClosed because a limiter
+	// Unavailable answers a request refused under ratelimit.FailClosed because a limiter
 	// could not decide. The middleware has already set Retry-After. If nil, it
 	// is status 503 Service Unavailable with a short text/plain body: the server
 	// cannot serve the request right now, which is not the client's fault (so
 	// not 429). It writes no rate-limit headers: there is nothing to report.
 	Unavailable http.Handler
 
-	// OnError says what to do when a limiter returns an error. Required: New
-	// returns an error if it is not FailOpen or FailClosed, so every deployment
-	// states its choice. A request whose own context has ended (the client went
-	// away, a server deadline passed) is answered like FailClosed whatever
-	// OnError says, and is not reported to Observer: Redis did not fail.
-	OnError ErrorPolicy
+	// OnFailure says what to do when a limiter returns an error (Redis down or
+	// slow, a bad reply, a KeyFunc error): no decision was made. It is the
+	// root's vocabulary, with these meanings here:
+	//
+	//   - ratelimit.FailOpen serves the request as if that limiter had admitted
+	//     it, and goes on with the next limiter. Availability over protection:
+	//     for API routes where an outage of Redis must not become an outage of
+	//     the API.
+	//   - ratelimit.FailClosed refuses the request with Unavailable (by default
+	//     503 Service Unavailable with Retry-After: 1) and gives back what
+	//     earlier limiters took. Protection over availability: for login and
+	//     other routes where an unlimited attacker does more harm than an outage.
+	//
+	// Required: New rejects the zero value, ratelimit.FailError (a handler has
+	// no caller to return the error to), so every deployment states its choice;
+	// it rejects ratelimit.FailLocal too: set that on the limiter's own
+	// ratelimit.Config.OnFailure, which decides first. A request whose own
+	// context has ended (the client went away, a server deadline passed) is
+	// answered like FailClosed whatever OnFailure says, and is not reported to
+	// Observer: Redis did not fail.
+	OnFailure ratelimit.FailurePolicy
 
 	// Headers selects the rate-limit response headers. The zero value is
 	// HeadersDraft. Use HeadersNone on login routes.
@@ -225,7 +213,7 @@ type Config struct {
 	// checks, allow-listed clients).
 	Skip func(*http.Request) bool
 
-	// Observer, if not nil, receives an Event each time OnError applied: for
+	// Observer, if not nil, receives an Event each time OnFailure applied: for
 	// every limiter that could not decide (its key function or AllowN returned
 	// an error), an Event with its Name and Algorithm,
 	// Op ratelimit.OpAllow, Err the error, and Outcome
@@ -253,7 +241,7 @@ type Middleware struct {
 	denied      http.Handler
 	invalidCost http.Handler
 	unavailable http.Handler
-	onError     ErrorPolicy
+	onFailure   ratelimit.FailurePolicy
 	headers     HeaderMode
 	skip        func(*http.Request) bool
 	observer    ratelimit.Observer
@@ -300,8 +288,12 @@ func New(cfg Config) (*Middleware, error) {
 			bad("Config.NoHeaders[%d] = %q names no limiter in Config.Limiters", i, name)
 		}
 	}
-	if cfg.OnError != FailOpen && cfg.OnError != FailClosed {
-		bad("Config.OnError = %d, must be FailOpen or FailClosed (there is no default)", uint8(cfg.OnError))
+	switch cfg.OnFailure {
+	case ratelimit.FailOpen, ratelimit.FailClosed:
+	case ratelimit.FailLocal:
+		bad("Config.OnFailure = %v, must be FailOpen or FailClosed (set FailLocal on the limiters' own ratelimit.Config.OnFailure)", cfg.OnFailure)
+	default:
+		bad("Config.OnFailure = %v, must be FailOpen or FailClosed (there is no default)", cfg.OnFailure)
 	}
 	if cfg.Headers > HeadersNone {
 		bad("Config.Headers = %d, must be HeadersDraft, HeadersLegacy or HeadersNone", uint8(cfg.Headers))
@@ -325,7 +317,7 @@ func New(cfg Config) (*Middleware, error) {
 		denied:      cfg.Denied,
 		invalidCost: cfg.InvalidCost,
 		unavailable: cfg.Unavailable,
-		onError:     cfg.OnError,
+		onFailure:   cfg.OnFailure,
 		headers:     cfg.Headers,
 		skip:        cfg.Skip,
 		observer:    cfg.Observer,
@@ -436,7 +428,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			}
 			if err != nil && errors.Is(err, ratelimit.ErrInvalidCost) {
 				// The caller's error, decided before any Redis call: never
-				// served, and not a failure for OnError.
+				// served, and not a failure for OnFailure.
 				m.observe(i, ratelimit.OutcomeError, err)
 				m.refund(ctx, taken, cost)
 				ctx := context.WithValue(ctx, denialKey{}, Denial{Limiter: m.names[i], Cost: cost})
@@ -451,7 +443,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 					m.refuse(w, r, 0)
 					return
 				}
-				if m.onError == FailOpen {
+				if m.onFailure == ratelimit.FailOpen {
 					m.observe(i, ratelimit.OutcomeFailedOpen, err)
 					continue
 				}
@@ -480,7 +472,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 	})
 }
 
-// observe reports that OnError (or an invalid cost) decided for limiter i.
+// observe reports that OnFailure (or an invalid cost) decided for limiter i.
 func (m *Middleware) observe(i int, o ratelimit.Outcome, err error) {
 	if m.observer == nil {
 		return
@@ -504,7 +496,7 @@ func (m *Middleware) refund(ctx context.Context, taken []decision, cost int) {
 	}
 }
 
-// refuse answers under FailClosed, with Retry-After retry rounded up, at least 1s.
+// refuse answers under ratelimit.FailClosed, with Retry-After retry rounded up, at least 1s.
 func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, retry time.Duration) {
 	w.Header()[canonRetryAfter] = oneValue(strconv.FormatInt(ceilSeconds(retry, 1), 10))
 	m.unavailable.ServeHTTP(w, r)

@@ -38,11 +38,11 @@ func newDemo(c *conn, cfg serveConfig) (*demo, error) {
 	d := &demo{cfg: cfg, apiLimit: api.Config()}
 	clientIP := clientip.Config{TrustedProxies: cfg.trustedProxies}
 	mw, err := middleware.New(middleware.Config{
-		Limiters: []*ratelimit.Limiter{api},
-		OnError:  middleware.FailOpen, // a Redis outage must not take the API down
-		ClientIP: clientIP,
-		Denied:   http.HandlerFunc(apiDenied),
-		Observer: col,
+		Limiters:  []*ratelimit.Limiter{api},
+		OnFailure: ratelimit.FailOpen, // a Redis outage must not take the API down
+		ClientIP:  clientIP,
+		Denied:    http.HandlerFunc(apiDenied),
+		Observer:  col,
 	})
 	if err != nil {
 		return nil, err
