@@ -65,13 +65,27 @@ const (
 	//	RateLimit: "<name>";r=<remaining>;t=<reset>
 	//
 	// one list item per limiter. RateLimit-Policy lists every limiter of the
-	// middleware (except those in Config.NoHeaders), in order, on every response. RateLimit lists, in order, the
-	// limiters that decided this request (on a denial: those up to and including
-	// the one that denied; a limiter that failed is left out). <name> is
-	// ratelimit.Config.Name, quota is Config.Burst (the most a client can spend
-	// at once), window is Config.Period in whole seconds rounded up (at least 1),
-	// remaining is Result.Remaining, and reset is Result.ResetAfter (admitted) or
-	// Result.RetryAfter (denied) in whole seconds rounded up.
+	// middleware (except those in Config.NoHeaders), in order, on every
+	// response. RateLimit lists, in order, the limiters that decided this
+	// request (on a denial: those up to and including the one that denied; a
+	// limiter that failed is left out). <name> is ratelimit.Config.Name,
+	// remaining is Result.Remaining, and reset is Result.ResetAfter (admitted)
+	// or Result.RetryAfter (denied) in whole seconds rounded up.
+	//
+	// Each policy item is true to what its limiter admits: quota/window is at
+	// most the sustained rate Limit/Period, and for the buckets a client that
+	// sends <quota> units at once every <window> seconds is always admitted:
+	//
+	//   - TokenBucket and LeakyBucket: quota is Config.Burst (the most admitted
+	//     at once) and window is the time an empty bucket takes to refill it,
+	//     Burst×Period/Limit, in whole seconds rounded up. A bucket of 10/s with
+	//     burst 20 is "q=20;w=2"; 100/min with burst 20 "q=20;w=12"; with the
+	//     default Burst (Limit), "q=Limit;w=Period". When the refill takes
+	//     under a second (1000/s with burst 10), the item states the sustained
+	//     rate over one second ("q=1000;w=1"): paced, not all at once.
+	//   - SlidingWindow: quota is Config.Limit and window Config.Period in
+	//     whole seconds rounded up (at least 1): the rolling window's own terms
+	//     (a client that sends Limit at once must then wait up to two Periods).
 	HeadersDraft HeaderMode = iota
 	// HeadersLegacy writes X-RateLimit-Limit (quota), X-RateLimit-Remaining and
 	// X-RateLimit-Reset, with the meanings of HeadersDraft. X-RateLimit-Reset is
@@ -233,7 +247,6 @@ type Middleware struct {
 	key         KeyFunc   // the shared KeyFunc
 	keys        []KeyFunc // per limiter: an override from Config.Keys, or nil for key
 	quota       []string  // per limiter: strconv of Burst
-	window      []string  // per limiter: Period in seconds, rounded up
 	names       []string  // per limiter
 	hidden      []bool    // per limiter: named in Config.NoHeaders
 	policy      string    // RateLimit-Policy value
@@ -345,9 +358,9 @@ func New(cfg Config) (*Middleware, error) {
 		m.names = append(m.names, lc.Name)
 		m.hidden = append(m.hidden, slices.Contains(cfg.NoHeaders, lc.Name))
 		m.quota = append(m.quota, strconv.Itoa(lc.Burst))
-		m.window = append(m.window, strconv.FormatInt(ceilSeconds(lc.Period, 1), 10))
 		if !m.hidden[len(m.hidden)-1] {
-			policy = append(policy, strconv.Quote(lc.Name)+";q="+m.quota[len(m.quota)-1]+";w="+m.window[len(m.window)-1])
+			q, w := policyItem(lc)
+			policy = append(policy, strconv.Quote(lc.Name)+";q="+strconv.FormatInt(q, 10)+";w="+strconv.FormatInt(w, 10))
 		}
 	}
 	m.policy = strings.Join(policy, ", ")
@@ -360,6 +373,25 @@ type configError struct{ err error }
 
 func (e configError) Error() string   { return e.err.Error() }
 func (e configError) Unwrap() []error { return []error{e.err, ratelimit.ErrInvalidConfig} }
+
+// policyItem returns the quota and window (whole seconds) of a limiter's
+// RateLimit-Policy item, as documented on HeadersDraft.
+func policyItem(lc ratelimit.Config) (q, w int64) {
+	if lc.Algorithm == ratelimit.SlidingWindow {
+		return int64(lc.Limit), ceilSeconds(lc.Period, 1)
+	}
+	// The scripts' interval: one unit per ceil(Period/Limit) µs.
+	p := lc.Period.Microseconds()
+	if lc.Period%time.Microsecond != 0 {
+		p++
+	}
+	iv := (p + int64(lc.Limit) - 1) / int64(lc.Limit)
+	refill := time.Duration(int64(lc.Burst)*iv) * time.Microsecond
+	if refill < time.Second {
+		return int64(time.Second/time.Microsecond) / iv, 1
+	}
+	return int64(lc.Burst), ceilSeconds(refill, 1)
+}
 
 // Denial describes why the middleware denied a request, for a custom
 // Config.Denied handler.
