@@ -84,6 +84,37 @@ func printResponse(w *httptest.ResponseRecorder) {
 	fmt.Println(w.Body.String())
 }
 
+// A global limiter shared by every client, left out of the response headers:
+// its Remaining says how busy the service is, not what this client may do.
+func ExampleConfig_noHeaders() {
+	mr, rdb := exampleRedis()
+	defer mr.Close()
+
+	perClient, _ := ratelimit.New(rdb, ratelimit.Config{Name: "per-client", Limit: 100, Period: time.Minute})
+	global, _ := ratelimit.New(rdb, ratelimit.Config{Name: "global", Limit: 10000, Period: time.Minute})
+	mw, err := middleware.New(middleware.Config{
+		Limiters:  []*ratelimit.Limiter{perClient, global},
+		Keys:      map[string]middleware.KeyFunc{"global": middleware.ConstantKey("all")},
+		NoHeaders: []string{"global"},
+		OnFailure: ratelimit.FailOpen,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h := mw.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello\n") }))
+	r := httptest.NewRequest("GET", "/api/items", nil)
+	r.RemoteAddr = "203.0.113.7:51234"
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	printResponse(w)
+	// Output:
+	// 200
+	// RateLimit-Policy: "per-client";q=100;w=60
+	// RateLimit: "per-client";r=99;t=1
+	// hello
+}
+
 // A login route: fail closed, no budget headers, and a per-client limit plus a
 // global one that all clients share.
 func ExampleNew_login() {
