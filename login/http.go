@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/seed68425060/ratelimit"
-	"github.com/seed68425060/ratelimit/middleware"
+	"github.com/seed68425060/ratelimit/clientip"
 )
 
 // Defaults for zero fields of HTTP.
@@ -56,9 +56,10 @@ type HTTP struct {
 	// Guard makes the decisions. Required: without it every request is
 	// refused with 503.
 	Guard *Guard
-	// ClientIP finds the client key: the peer address by default, proxy
-	// headers only from its TrustedProxies, IPv6 grouped by prefix.
-	ClientIP middleware.ClientIP
+	// ClientIP finds the client key (clientip.Config.Key): the peer address by
+	// default, proxy headers only from its TrustedProxies, IPv6 grouped by
+	// prefix. The zero value trusts no proxy.
+	ClientIP clientip.Config
 	// UsernameField is the form field or JSON member holding the username.
 	// If empty, it is DefaultUsernameField ("username").
 	UsernameField string
@@ -140,7 +141,7 @@ func refuse(w http.ResponseWriter, status int, retry time.Duration) {
 		secs = 1
 	}
 	h := w.Header()
-	h.Set(middleware.HeaderRetryAfter, strconv.FormatInt(secs, 10))
+	h.Set("Retry-After", strconv.FormatInt(secs, 10))
 	h.Set("Cache-Control", "no-store")
 	msg := "too many login attempts, try again later"
 	if status == http.StatusServiceUnavailable {

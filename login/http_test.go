@@ -14,8 +14,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/seed68425060/ratelimit/clientip"
 	"github.com/seed68425060/ratelimit/internal/redistest"
-	"github.com/seed68425060/ratelimit/middleware"
 )
 
 // app is a login handler that verifies passwords with a counting verifier and
@@ -234,7 +234,7 @@ func TestHTTPBodyTooLarge(t *testing.T) {
 	}
 }
 
-// The client key comes from middleware.ClientIP: forged headers are ignored
+// The client key comes from clientip.Config: forged headers are ignored
 // without trusted proxies, IPv6 addresses in one /64 share a budget.
 func TestHTTPClientKey(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, c *redis.Client) {
@@ -264,7 +264,7 @@ func TestHTTPClientKey(t *testing.T) {
 			t.Errorf("third address in the /64: %d, want 429", got)
 		}
 		// Behind a trusted proxy, the address it appends is the client.
-		hp.ClientIP = middleware.ClientIP{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+		hp.ClientIP = clientip.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
 		h = hp.Handler(a)
 		fail("10.0.0.1:1", "198.51.100.1", "u1")
 		if got := fail("10.0.0.2:1", "198.51.100.2", "u2"); got != http.StatusUnauthorized {

@@ -3,12 +3,13 @@
 //
 // # Protecting a route
 //
-// [New] takes a [Config] with one or more limiters and an explicit error policy
-// ([FailOpen] or [FailClosed]); [Middleware.Handler] wraps a handler:
+// [New] takes a [Config] with one or more limiters and an explicit failure
+// policy, Config.OnFailure: [ratelimit.FailOpen] or [ratelimit.FailClosed], the
+// root package's vocabulary; [Middleware.Handler] wraps a handler:
 //
 //	mw, err := middleware.New(middleware.Config{
-//		Limiters: []*ratelimit.Limiter{perClient},
-//		OnError:  middleware.FailOpen,
+//		Limiters:  []*ratelimit.Limiter{perClient},
+//		OnFailure: ratelimit.FailOpen,
 //	})
 //	mux.Handle("/api/", mw.Handler(api))
 //
@@ -21,7 +22,8 @@
 //
 // By default the client is the peer address (http.Request.RemoteAddr), and IPv6
 // clients are grouped by /64. Behind reverse proxies, list their networks in
-// Config.TrustedProxies: then, and only for requests that come from them,
-// X-Forwarded-For (or RFC 7239 Forwarded) is walked from the right, past the
-// trusted proxies. [ClientIP] does this and is usable on its own.
+// Config.ClientIP.TrustedProxies: then, and only for requests that come from
+// them, X-Forwarded-For (or RFC 7239 Forwarded) is walked from the right, past
+// the trusted proxies. Package [clientip] does this and is usable on its own
+// (login and gRPC use it too).
 package middleware

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/netip"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -38,8 +37,8 @@ func ExampleMiddleware_Handler() {
 		return
 	}
 	mw, err := middleware.New(middleware.Config{
-		Limiters: []*ratelimit.Limiter{perClient},
-		OnError:  middleware.FailOpen, // an API stays up when Redis is down
+		Limiters:  []*ratelimit.Limiter{perClient},
+		OnFailure: ratelimit.FailOpen, // an API stays up when Redis is down
 	})
 	if err != nil {
 		fmt.Println(err)
@@ -85,29 +84,35 @@ func printResponse(w *httptest.ResponseRecorder) {
 	fmt.Println(w.Body.String())
 }
 
-// Behind a reverse proxy, list the proxy's network: only requests from it have
-// X-Forwarded-For read, from the right, so a forged leftmost entry is ignored.
-func ExampleClientIP() {
-	c := &middleware.ClientIP{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+// A global limiter shared by every client, left out of the response headers:
+// its Remaining says how busy the service is, not what this client may do.
+func ExampleConfig_noHeaders() {
+	mr, rdb := exampleRedis()
+	defer mr.Close()
 
-	// The client forged "1.2.3.4"; the proxy 10.0.0.5 appended the real address.
-	r := httptest.NewRequest("GET", "/", nil)
-	r.RemoteAddr = "10.0.0.5:41000"
-	r.Header.Set("X-Forwarded-For", "1.2.3.4, 203.0.113.7")
-	fmt.Println(c.Addr(r), c.Key(r))
-
-	// The same header straight from the internet is not believed.
-	r.RemoteAddr = "198.51.100.9:41000"
-	fmt.Println(c.Addr(r), c.Key(r))
-
-	// IPv6 clients are grouped by /64.
-	r.RemoteAddr = "10.0.0.5:41000"
-	r.Header.Set("X-Forwarded-For", "2001:db8:1:2:aaaa:bbbb:cccc:dddd")
-	fmt.Println(c.Addr(r), c.Key(r))
+	perClient, _ := ratelimit.New(rdb, ratelimit.Config{Name: "per-client", Limit: 100, Period: time.Minute})
+	global, _ := ratelimit.New(rdb, ratelimit.Config{Name: "global", Limit: 10000, Period: time.Minute})
+	mw, err := middleware.New(middleware.Config{
+		Limiters:  []*ratelimit.Limiter{perClient, global},
+		Keys:      map[string]middleware.KeyFunc{"global": middleware.ConstantKey("all")},
+		NoHeaders: []string{"global"},
+		OnFailure: ratelimit.FailOpen,
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	h := mw.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello\n") }))
+	r := httptest.NewRequest("GET", "/api/items", nil)
+	r.RemoteAddr = "203.0.113.7:51234"
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	printResponse(w)
 	// Output:
-	// 203.0.113.7 203.0.113.7
-	// 198.51.100.9 198.51.100.9
-	// 2001:db8:1:2:aaaa:bbbb:cccc:dddd 2001:db8:1:2::/64
+	// 200
+	// RateLimit-Policy: "per-client";q=100;w=60
+	// RateLimit: "per-client";r=99;t=1
+	// hello
 }
 
 // A login route: fail closed, no budget headers, and a per-client limit plus a
@@ -119,10 +124,10 @@ func ExampleNew_login() {
 	perClient, _ := ratelimit.New(rdb, ratelimit.Config{Name: "login-ip", Limit: 1, Period: 10 * time.Second})
 	global, _ := ratelimit.New(rdb, ratelimit.Config{Name: "login-all", Limit: 1000, Period: time.Minute})
 	mw, err := middleware.New(middleware.Config{
-		Limiters: []*ratelimit.Limiter{perClient, global},
-		Keys:     map[string]middleware.KeyFunc{"login-all": middleware.ConstantKey("all")},
-		OnError:  middleware.FailClosed, // an unlimited attacker is worse than an outage
-		Headers:  middleware.HeadersNone,
+		Limiters:  []*ratelimit.Limiter{perClient, global},
+		Keys:      map[string]middleware.KeyFunc{"login-all": middleware.ConstantKey("all")},
+		OnFailure: ratelimit.FailClosed, // an unlimited attacker is worse than an outage
+		Headers:   middleware.HeadersNone,
 	})
 	if err != nil {
 		fmt.Println(err)

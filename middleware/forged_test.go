@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seed68425060/ratelimit"
+	"github.com/seed68425060/ratelimit/clientip"
 	"github.com/seed68425060/ratelimit/internal/redistest"
 	"github.com/seed68425060/ratelimit/middleware"
 )
@@ -65,7 +66,7 @@ func forgedHeaderScenarios(t *testing.T, newSend func(t *testing.T, cfg middlewa
 		}
 	})
 
-	trusted := middleware.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix(proxyPeer + "/32")}}
+	trusted := middleware.Config{ClientIP: clientip.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix(proxyPeer + "/32")}}}
 	// viaProxy is what the proxy forwards: the client's own X-Forwarded-For
 	// lines, with the client's real address appended to the last one.
 	viaProxy := func(real string, clientXFF ...string) http.Header {
@@ -141,7 +142,7 @@ func limitedHandler(t *testing.T, rdb redis.Scripter, cfg middleware.Config) htt
 	cfg.Limiters = []*ratelimit.Limiter{newLimiter(t, rdb, ratelimit.Config{
 		Name: "per-client", Limit: burst, Period: time.Hour, KeyPrefix: "forged-" + fmt.Sprint(time.Now().UnixNano()) + ":",
 	})}
-	cfg.OnError = middleware.FailClosed
+	cfg.OnFailure = ratelimit.FailClosed
 	return newMiddleware(t, cfg).Handler(&okHandler{})
 }
 

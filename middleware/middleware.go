@@ -5,12 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/seed68425060/ratelimit"
+	"github.com/seed68425060/ratelimit/clientip"
 )
 
 // Response header names the middleware writes. net/http sends them in canonical
@@ -51,35 +52,6 @@ func oneValue(v string) []string { return []string{v} }
 // response in application/problem+json, from draft-ietf-httpapi-ratelimit-headers.
 const ProblemTypeQuotaExceeded = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
-// ErrorPolicy says what the middleware answers when a limiter returns an error
-// (Redis down or slow, a bad reply, an invalid cost): no decision was made. It
-// has no default: the zero value is invalid and New rejects it.
-type ErrorPolicy uint8
-
-// Error policies.
-const (
-	// FailOpen serves the request as if that limiter had admitted it, and goes
-	// on with the next limiter. Availability over protection: use it for API
-	// routes where an outage of Redis must not become an outage of the API.
-	FailOpen ErrorPolicy = iota + 1
-	// FailClosed refuses the request with Config.Unavailable (by default 503
-	// Service Unavailable with Retry-After: 1) and gives back what earlier
-	// limiters took. Protection over availability: use it for login and other
-	// routes where an unlimited attacker does more harm than an outage.
-	FailClosed
-)
-
-// String returns "open" or "closed".
-func (p ErrorPolicy) String() string {
-	switch p {
-	case FailOpen:
-		return "open"
-	case FailClosed:
-		return "closed"
-	}
-	return fmt.Sprintf("ErrorPolicy(%d)", uint8(p))
-}
-
 // HeaderMode selects the rate-limit headers written on every limited response.
 // The zero value is HeadersDraft.
 type HeaderMode uint8
@@ -93,13 +65,27 @@ const (
 	//	RateLimit: "<name>";r=<remaining>;t=<reset>
 	//
 	// one list item per limiter. RateLimit-Policy lists every limiter of the
-	// middleware, in order, on every response. RateLimit lists, in order, the
-	// limiters that decided this request (on a denial: those up to and including
-	// the one that denied; a limiter that failed is left out). <name> is
-	// ratelimit.Config.Name, quota is Config.Burst (the most a client can spend
-	// at once), window is Config.Period in whole seconds rounded up (at least 1),
-	// remaining is Result.Remaining, and reset is Result.ResetAfter (admitted) or
-	// Result.RetryAfter (denied) in whole seconds rounded up.
+	// middleware (except those in Config.NoHeaders), in order, on every
+	// response. RateLimit lists, in order, the limiters that decided this
+	// request (on a denial: those up to and including the one that denied; a
+	// limiter that failed is left out). <name> is ratelimit.Config.Name,
+	// remaining is Result.Remaining, and reset is Result.ResetAfter (admitted)
+	// or Result.RetryAfter (denied) in whole seconds rounded up.
+	//
+	// Each policy item is true to what its limiter admits: quota/window is at
+	// most the sustained rate Limit/Period, and for the buckets a client that
+	// sends <quota> units at once every <window> seconds is always admitted:
+	//
+	//   - TokenBucket and LeakyBucket: quota is Config.Burst (the most admitted
+	//     at once) and window is the time an empty bucket takes to refill it,
+	//     Burst×Period/Limit, in whole seconds rounded up. A bucket of 10/s with
+	//     burst 20 is "q=20;w=2"; 100/min with burst 20 "q=20;w=12"; with the
+	//     default Burst (Limit), "q=Limit;w=Period". When the refill takes
+	//     under a second (1000/s with burst 10), the item states the sustained
+	//     rate over one second ("q=1000;w=1"): paced, not all at once.
+	//   - SlidingWindow: quota is Config.Limit and window Config.Period in
+	//     whole seconds rounded up (at least 1): the rolling window's own terms
+	//     (a client that sends Limit at once must then wait up to two Periods).
 	HeadersDraft HeaderMode = iota
 	// HeadersLegacy writes X-RateLimit-Limit (quota), X-RateLimit-Remaining and
 	// X-RateLimit-Reset, with the meanings of HeadersDraft. X-RateLimit-Reset is
@@ -128,7 +114,7 @@ func (m HeaderMode) String() string {
 }
 
 // KeyFunc returns the rate-limit key of a request. An error means no key could
-// be found; the middleware then applies Config.OnError.
+// be found; the middleware then applies Config.OnFailure.
 type KeyFunc func(*http.Request) (string, error)
 
 // Config configures a Middleware. New copies it; changing it later has no effect.
@@ -141,17 +127,25 @@ type Config struct {
 	// limiter first (per client, then global). Required: at least one, no nil
 	// and no two with the same Config.Name.
 	//
-	// Each limiter's own ratelimit.Config.OnFailure decides first: with FailOpen
-	// or FailClosed there the limiter returns no error, and the middleware treats
-	// ratelimit.OutcomeFailedOpen as admitted and ratelimit.OutcomeFailedClosed
-	// like an error under FailClosed. Leave it at FailError to let OnError decide.
+	// Each limiter's own ratelimit.Config.OnFailure decides first: with FailOpen,
+	// FailClosed or FailLocal there the limiter returns no error, and the
+	// middleware treats ratelimit.OutcomeFailedOpen as admitted,
+	// ratelimit.OutcomeFailedClosed like an error under FailClosed, and
+	// ratelimit.OutcomeFailedLocal by its Result.Allowed. Leave it at FailError
+	// to let Config.OnFailure decide.
 	Limiters []*ratelimit.Limiter
 
 	// KeyFunc returns the key under which every limiter counts the request. If
-	// nil, it is the client address from a ClientIP built from TrustedProxies,
-	// ProxyHeader, IPv6Prefix and IPv4Prefix (see ClientIP.Key); those four fields are
-	// unused when KeyFunc is set.
+	// nil, it is ClientIP.Key: the client address, grouped by prefix.
 	KeyFunc KeyFunc
+
+	// ClientIP finds the client of a request for the default KeyFunc (it is
+	// unused when KeyFunc is set). The zero value (the default) keys clients by
+	// their peer address, IPv6 by /64, and ignores proxy headers: right for a
+	// server that clients reach directly, and the only safe choice unless every
+	// request passes through proxies you run; list those in
+	// ClientIP.TrustedProxies. New reports the problems of clientip.Config.Validate.
+	ClientIP clientip.Config
 
 	// Keys overrides KeyFunc for single limiters, by their Config.Name: for a
 	// global limiter, say, Keys: map[string]KeyFunc{"global": ConstantKey("all")}.
@@ -160,9 +154,21 @@ type Config struct {
 
 	// Cost returns the units a request takes from every limiter. If nil, every
 	// request costs 1. A cost of 0 only checks (nothing is taken). A cost below 0
-	// or above a limiter's Burst makes that limiter return
-	// ratelimit.ErrInvalidCost, and OnError applies.
+	// or above a limiter's Burst can never be admitted: it is the caller's
+	// error, not Redis's, so OnFailure does not apply. Such a request is never
+	// served: earlier limiters get their units back, later ones are not
+	// consulted, Observer gets an Event with Outcome ratelimit.OutcomeError, Err
+	// wrapping ratelimit.ErrInvalidCost and Duration 0 (so it never counts as a
+	// Redis error or failing open), and InvalidCost answers.
 	Cost func(*http.Request) int
+
+	// InvalidCost answers a request whose Cost is outside 0..Burst of a limiter;
+	// DenialFrom(r.Context()) tells which limiter (Denial.Result is zero) and
+	// the cost. If nil, it is status 400 Bad Request, without Retry-After
+	// (waiting never helps), with a short text/plain body or, when the Accept
+	// header names application/problem+json, a problem detail (RFC 9457) with
+	// "limiter" and "cost" members.
+	InvalidCost http.Handler
 
 	// Denied answers a request that a limiter denied. The middleware has already
 	// set Retry-After and the rate-limit headers; DenialFrom(r.Context()) tells
@@ -172,48 +178,66 @@ type Config struct {
 	// ProblemTypeQuotaExceeded with the "violated-policies" member.
 	Denied http.Handler
 
-	// Unavailable answers a request refused under FailClosed because a limiter
+	// Unavailable answers a request refused under ratelimit.FailClosed because a limiter
 	// could not decide. The middleware has already set Retry-After. If nil, it
 	// is status 503 Service Unavailable with a short text/plain body: the server
 	// cannot serve the request right now, which is not the client's fault (so
 	// not 429). It writes no rate-limit headers: there is nothing to report.
 	Unavailable http.Handler
 
-	// OnError says what to do when a limiter returns an error. Required: New
-	// returns an error if it is not FailOpen or FailClosed, so every deployment
-	// states its choice. A request whose own context has ended (the client went
-	// away, a server deadline passed) is answered like FailClosed whatever
-	// OnError says, and is not reported to Observer: Redis did not fail.
-	OnError ErrorPolicy
+	// OnFailure says what to do when a limiter returns an error (Redis down or
+	// slow, a bad reply, a KeyFunc error): no decision was made. It is the
+	// root's vocabulary, with these meanings here:
+	//
+	//   - ratelimit.FailOpen serves the request as if that limiter had admitted
+	//     it, and goes on with the next limiter. Availability over protection:
+	//     for API routes where an outage of Redis must not become an outage of
+	//     the API.
+	//   - ratelimit.FailClosed refuses the request with Unavailable (by default
+	//     503 Service Unavailable with Retry-After: 1) and gives back what
+	//     earlier limiters took. Protection over availability: for login and
+	//     other routes where an unlimited attacker does more harm than an outage.
+	//
+	// Required: New rejects the zero value, ratelimit.FailError (a handler has
+	// no caller to return the error to), so every deployment states its choice;
+	// it rejects ratelimit.FailLocal too: set that on the limiter's own
+	// ratelimit.Config.OnFailure, which decides first. A request whose own
+	// context has ended (the client went away, a server deadline passed) is
+	// answered like FailClosed whatever OnFailure says, and is not reported to
+	// Observer: Redis did not fail.
+	OnFailure ratelimit.FailurePolicy
 
 	// Headers selects the rate-limit response headers. The zero value is
 	// HeadersDraft. Use HeadersNone on login routes.
 	Headers HeaderMode
+
+	// NoHeaders names limiters (by Config.Name) that the rate-limit headers
+	// leave out, whatever Headers says: typically a global limiter, whose
+	// Remaining is shared by every client and tells one client nothing it can
+	// act on (and tells everyone how busy the service is). Such a limiter
+	// still limits; when it denies, the response has Retry-After, the draft
+	// RateLimit field lists only the other limiters that decided, and the
+	// legacy X-RateLimit-* headers are not written (they would describe a
+	// limiter that did not deny). Every name must be one of Limiters. If nil,
+	// every limiter is shown.
+	NoHeaders []string
 
 	// Skip, if not nil, is called first; when it returns true the request goes
 	// to the next handler unlimited and without rate-limit headers (health
 	// checks, allow-listed clients).
 	Skip func(*http.Request) bool
 
-	// Observer, if not nil, receives an Event each time OnError applied: for
+	// Observer, if not nil, receives an Event each time OnFailure applied: for
 	// every limiter that could not decide (its key function or AllowN returned
 	// an error), an Event with its Name and Algorithm,
 	// Op ratelimit.OpAllow, Err the error, and Outcome
 	// ratelimit.OutcomeFailedOpen or ratelimit.OutcomeFailedClosed. (The limiter's
 	// own Observer has seen the call as ratelimit.OutcomeError.) Pass the same
 	// metrics Collector to count requests served or refused during an outage.
+	// It also receives one Event per rejected Cost (see Cost): Outcome
+	// ratelimit.OutcomeError, Err wrapping ratelimit.ErrInvalidCost (test with
+	// errors.Is), Duration 0.
 	Observer ratelimit.Observer
-
-	// TrustedProxies, ProxyHeader, IPv6Prefix and IPv4Prefix configure the
-	// default KeyFunc; see the ClientIP fields TrustedProxies, Header, IPv6Prefix
-	// and IPv4Prefix. Empty TrustedProxies (the default) ignore proxy headers:
-	// right for a server that clients reach directly, and the only safe choice
-	// unless every request passes through proxies you run. IPv6Prefix 0 means
-	// 64; IPv4Prefix 0 means 32.
-	TrustedProxies []netip.Prefix
-	ProxyHeader    string
-	IPv6Prefix     int
-	IPv4Prefix     int
 }
 
 // Middleware rate-limits HTTP requests. It is safe for concurrent use. Create it
@@ -223,13 +247,14 @@ type Middleware struct {
 	key         KeyFunc   // the shared KeyFunc
 	keys        []KeyFunc // per limiter: an override from Config.Keys, or nil for key
 	quota       []string  // per limiter: strconv of Burst
-	window      []string  // per limiter: Period in seconds, rounded up
 	names       []string  // per limiter
+	hidden      []bool    // per limiter: named in Config.NoHeaders
 	policy      string    // RateLimit-Policy value
 	cost        func(*http.Request) int
 	denied      http.Handler
+	invalidCost http.Handler
 	unavailable http.Handler
-	onError     ErrorPolicy
+	onFailure   ratelimit.FailurePolicy
 	headers     HeaderMode
 	skip        func(*http.Request) bool
 	observer    ratelimit.Observer
@@ -271,27 +296,29 @@ func New(cfg Config) (*Middleware, error) {
 			bad("Config.Keys[%q] is nil", name)
 		}
 	}
-	if cfg.OnError != FailOpen && cfg.OnError != FailClosed {
-		bad("Config.OnError = %d, must be FailOpen or FailClosed (there is no default)", uint8(cfg.OnError))
+	for i, name := range cfg.NoHeaders {
+		if !seen[name] {
+			bad("Config.NoHeaders[%d] = %q names no limiter in Config.Limiters", i, name)
+		}
+	}
+	switch cfg.OnFailure {
+	case ratelimit.FailOpen, ratelimit.FailClosed:
+	case ratelimit.FailLocal:
+		bad("Config.OnFailure = %v, must be FailOpen or FailClosed (set FailLocal on the limiters' own ratelimit.Config.OnFailure)", cfg.OnFailure)
+	default:
+		bad("Config.OnFailure = %v, must be FailOpen or FailClosed (there is no default)", cfg.OnFailure)
 	}
 	if cfg.Headers > HeadersNone {
 		bad("Config.Headers = %d, must be HeadersDraft, HeadersLegacy or HeadersNone", uint8(cfg.Headers))
 	}
-	for i, p := range cfg.TrustedProxies {
-		if !p.IsValid() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
-			bad("Config.TrustedProxies[%d] = %v, must be a valid prefix without zone (IPv4 as IPv4, not ::ffff:)", i, p)
+	if err := cfg.ClientIP.Validate(); err != nil {
+		list := []error{err}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			list = j.Unwrap()
 		}
-	}
-	switch cfg.ProxyHeader {
-	case "", HeaderXForwardedFor, HeaderForwarded:
-	default:
-		bad("Config.ProxyHeader = %q, must be %q or %q", cfg.ProxyHeader, HeaderXForwardedFor, HeaderForwarded)
-	}
-	if cfg.IPv6Prefix < 0 || cfg.IPv6Prefix > 128 {
-		bad("Config.IPv6Prefix = %d, must be between 1 and 128 (0 means 64)", cfg.IPv6Prefix)
-	}
-	if cfg.IPv4Prefix < 0 || cfg.IPv4Prefix > 32 {
-		bad("Config.IPv4Prefix = %d, must be between 1 and 32 (0 means 32)", cfg.IPv4Prefix)
+		for _, e := range list {
+			errs = append(errs, configError{fmt.Errorf("middleware: Config.ClientIP: %w", e)})
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -301,8 +328,9 @@ func New(cfg Config) (*Middleware, error) {
 		limiters:    append([]*ratelimit.Limiter(nil), cfg.Limiters...),
 		cost:        cfg.Cost,
 		denied:      cfg.Denied,
+		invalidCost: cfg.InvalidCost,
 		unavailable: cfg.Unavailable,
-		onError:     cfg.OnError,
+		onFailure:   cfg.OnFailure,
 		headers:     cfg.Headers,
 		skip:        cfg.Skip,
 		observer:    cfg.Observer,
@@ -310,17 +338,16 @@ func New(cfg Config) (*Middleware, error) {
 	if m.denied == nil {
 		m.denied = http.HandlerFunc(defaultDenied)
 	}
+	if m.invalidCost == nil {
+		m.invalidCost = http.HandlerFunc(defaultInvalidCost)
+	}
 	if m.unavailable == nil {
 		m.unavailable = http.HandlerFunc(defaultUnavailable)
 	}
 	key := cfg.KeyFunc
 	if key == nil {
-		c := &ClientIP{
-			TrustedProxies: append([]netip.Prefix(nil), cfg.TrustedProxies...),
-			Header:         cfg.ProxyHeader,
-			IPv6Prefix:     cfg.IPv6Prefix,
-			IPv4Prefix:     cfg.IPv4Prefix,
-		}
+		c := cfg.ClientIP
+		c.TrustedProxies = slices.Clone(c.TrustedProxies)
 		key = func(r *http.Request) (string, error) { return c.Key(r), nil }
 	}
 	m.key = key
@@ -329,12 +356,41 @@ func New(cfg Config) (*Middleware, error) {
 		lc := l.Config()
 		m.keys = append(m.keys, cfg.Keys[lc.Name])
 		m.names = append(m.names, lc.Name)
+		m.hidden = append(m.hidden, slices.Contains(cfg.NoHeaders, lc.Name))
 		m.quota = append(m.quota, strconv.Itoa(lc.Burst))
-		m.window = append(m.window, strconv.FormatInt(ceilSeconds(lc.Period, 1), 10))
-		policy = append(policy, strconv.Quote(lc.Name)+";q="+m.quota[len(m.quota)-1]+";w="+m.window[len(m.window)-1])
+		if !m.hidden[len(m.hidden)-1] {
+			q, w := policyItem(lc)
+			policy = append(policy, strconv.Quote(lc.Name)+";q="+strconv.FormatInt(q, 10)+";w="+strconv.FormatInt(w, 10))
+		}
 	}
 	m.policy = strings.Join(policy, ", ")
 	return m, nil
+}
+
+// configError is a clientip.Config problem that also wraps
+// ratelimit.ErrInvalidConfig, as every problem New reports does.
+type configError struct{ err error }
+
+func (e configError) Error() string   { return e.err.Error() }
+func (e configError) Unwrap() []error { return []error{e.err, ratelimit.ErrInvalidConfig} }
+
+// policyItem returns the quota and window (whole seconds) of a limiter's
+// RateLimit-Policy item, as documented on HeadersDraft.
+func policyItem(lc ratelimit.Config) (q, w int64) {
+	if lc.Algorithm == ratelimit.SlidingWindow {
+		return int64(lc.Limit), ceilSeconds(lc.Period, 1)
+	}
+	// The scripts' interval: one unit per ceil(Period/Limit) µs.
+	p := lc.Period.Microseconds()
+	if lc.Period%time.Microsecond != 0 {
+		p++
+	}
+	iv := (p + int64(lc.Limit) - 1) / int64(lc.Limit)
+	refill := time.Duration(int64(lc.Burst)*iv) * time.Microsecond
+	if refill < time.Second {
+		return int64(time.Second/time.Microsecond) / iv, 1
+	}
+	return int64(lc.Burst), ceilSeconds(refill, 1)
 }
 
 // Denial describes why the middleware denied a request, for a custom
@@ -342,14 +398,17 @@ func New(cfg Config) (*Middleware, error) {
 type Denial struct {
 	// Limiter is the Config.Name of the limiter that denied.
 	Limiter string
-	// Result is that limiter's Result.
+	// Result is that limiter's Result (zero for an invalid cost).
 	Result ratelimit.Result
+	// Cost is the request's cost (Config.Cost).
+	Cost int
 }
 
 type denialKey struct{}
 
 // DenialFrom returns the Denial that the middleware stored in the context of a
-// request it passes to Config.Denied, and reports whether there was one.
+// request it passes to Config.Denied or Config.InvalidCost, and reports whether
+// there was one.
 func DenialFrom(ctx context.Context) (Denial, bool) {
 	d, ok := ctx.Value(denialKey{}).(Denial)
 	return d, ok
@@ -399,6 +458,15 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			if err == nil {
 				res, err = l.AllowN(ctx, key, cost)
 			}
+			if err != nil && errors.Is(err, ratelimit.ErrInvalidCost) {
+				// The caller's error, decided before any Redis call: never
+				// served, and not a failure for OnFailure.
+				m.observe(i, ratelimit.OutcomeError, err)
+				m.refund(ctx, taken, cost)
+				ctx := context.WithValue(ctx, denialKey{}, Denial{Limiter: m.names[i], Cost: cost})
+				m.invalidCost.ServeHTTP(w, r.WithContext(ctx))
+				return
+			}
 			if err != nil {
 				if ctx.Err() != nil {
 					// The request itself ended (client gone, deadline): no Redis
@@ -407,7 +475,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 					m.refuse(w, r, 0)
 					return
 				}
-				if m.onError == FailOpen {
+				if m.onFailure == ratelimit.FailOpen {
 					m.observe(i, ratelimit.OutcomeFailedOpen, err)
 					continue
 				}
@@ -427,7 +495,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			taken = append(taken, decision{idx: i, key: key, res: res})
 			if !res.Allowed {
 				m.refund(ctx, taken[:len(taken)-1], cost)
-				m.deny(w, r, taken)
+				m.deny(w, r, taken, cost)
 				return
 			}
 		}
@@ -436,7 +504,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 	})
 }
 
-// observe reports that OnError applied to limiter i.
+// observe reports that OnFailure (or an invalid cost) decided for limiter i.
 func (m *Middleware) observe(i int, o ratelimit.Outcome, err error) {
 	if m.observer == nil {
 		return
@@ -460,34 +528,44 @@ func (m *Middleware) refund(ctx context.Context, taken []decision, cost int) {
 	}
 }
 
-// refuse answers under FailClosed, with Retry-After retry rounded up, at least 1s.
+// refuse answers under ratelimit.FailClosed, with Retry-After retry rounded up, at least 1s.
 func (m *Middleware) refuse(w http.ResponseWriter, r *http.Request, retry time.Duration) {
 	w.Header()[canonRetryAfter] = oneValue(strconv.FormatInt(ceilSeconds(retry, 1), 10))
 	m.unavailable.ServeHTTP(w, r)
 }
 
 // deny answers a denial by the last limiter in taken.
-func (m *Middleware) deny(w http.ResponseWriter, r *http.Request, taken []decision) {
+func (m *Middleware) deny(w http.ResponseWriter, r *http.Request, taken []decision, cost int) {
 	d := taken[len(taken)-1]
 	h := w.Header()
 	h[canonRetryAfter] = oneValue(strconv.FormatInt(ceilSeconds(d.res.RetryAfter, 1), 10))
 	m.writeHeaders(h, taken, len(taken)-1)
-	ctx := context.WithValue(r.Context(), denialKey{}, Denial{Limiter: m.names[d.idx], Result: d.res})
+	ctx := context.WithValue(r.Context(), denialKey{}, Denial{Limiter: m.names[d.idx], Result: d.res, Cost: cost})
 	m.denied.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // writeHeaders writes the rate-limit headers for the decisions in taken; denied
-// is the index in taken of the denying decision, or -1.
+// is the index in taken of the denying decision, or -1. Limiters in
+// Config.NoHeaders are left out.
 func (m *Middleware) writeHeaders(h http.Header, taken []decision, denied int) {
-	if len(taken) == 0 {
+	if len(taken) == 0 || m.headers == HeadersNone {
 		return
+	}
+	if denied >= 0 && m.hidden[taken[denied].idx] && m.headers == HeadersLegacy {
+		return // the legacy headers would describe a limiter that did not deny
 	}
 	switch m.headers {
 	case HeadersDraft:
+		if m.policy == "" {
+			return // every limiter is hidden
+		}
 		h[canonRateLimitPolicy] = oneValue(m.policy)
 		var b strings.Builder
-		for j, d := range taken {
-			if j > 0 {
+		for _, d := range taken {
+			if m.hidden[d.idx] {
+				continue
+			}
+			if b.Len() > 0 {
 				b.WriteString(", ")
 			}
 			b.WriteString(strconv.Quote(m.names[d.idx]))
@@ -496,16 +574,27 @@ func (m *Middleware) writeHeaders(h http.Header, taken []decision, denied int) {
 			b.WriteString(";t=")
 			b.WriteString(strconv.FormatInt(resetSeconds(d.res), 10))
 		}
-		h[canonRateLimit] = oneValue(b.String())
+		if b.Len() > 0 {
+			h[canonRateLimit] = oneValue(b.String())
+		}
 	case HeadersLegacy:
 		best := denied
 		if best < 0 {
-			best = 0
-			for j, d := range taken[1:] {
+			for j, d := range taken {
+				if m.hidden[d.idx] {
+					continue
+				}
+				if best < 0 {
+					best = j
+					continue
+				}
 				b := taken[best].res
 				if d.res.Remaining < b.Remaining || d.res.Remaining == b.Remaining && resetSeconds(d.res) > resetSeconds(b) {
-					best = j + 1
+					best = j
 				}
+			}
+			if best < 0 {
+				return // every limiter that decided is hidden
 			}
 		}
 		d := taken[best]
@@ -552,6 +641,23 @@ func defaultDenied(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusTooManyRequests)
 	_, _ = w.Write([]byte("429 Too Many Requests\n"))
+}
+
+func defaultInvalidCost(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	if acceptsProblem(r.Header.Values("Accept")) {
+		d, _ := DenialFrom(r.Context())
+		h.Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusBadRequest)
+		// d.Limiter matches [a-z0-9][a-z0-9_.-]*: safe inside a JSON string.
+		fmt.Fprintf(w, `{"type":"about:blank","title":"Bad Request","status":400,"detail":"the request's cost can never be admitted","limiter":%q,"cost":%d}`+"\n",
+			d.Limiter, d.Cost)
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusBadRequest)
+	_, _ = w.Write([]byte("400 Bad Request: the request's cost can never be admitted\n"))
 }
 
 func defaultUnavailable(w http.ResponseWriter, _ *http.Request) {

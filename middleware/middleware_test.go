@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seed68425060/ratelimit"
+	"github.com/seed68425060/ratelimit/clientip"
 	"github.com/seed68425060/ratelimit/internal/redistest"
 	"github.com/seed68425060/ratelimit/middleware"
 )
@@ -104,19 +105,20 @@ func TestNewErrors(t *testing.T) {
 		cfg  middleware.Config
 		want []string // substrings of the error
 	}{
-		{name: "empty", cfg: middleware.Config{}, want: []string{"Config.Limiters is empty", "Config.OnError = 0"}},
-		{name: "nil limiter", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a, nil}, OnError: middleware.FailOpen}, want: []string{"Config.Limiters[1] is nil"}},
-		{name: "duplicate name", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a, a2}, OnError: middleware.FailOpen}, want: []string{`Config.Limiters[1] has Name "a"`}},
-		{name: "OnError unset", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}}, want: []string{"Config.OnError = 0, must be FailOpen or FailClosed"}},
-		{name: "OnError bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: 7}, want: []string{"Config.OnError = 7"}},
-		{name: "Headers bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, Headers: 9}, want: []string{"Config.Headers = 9"}},
-		{name: "Keys unknown", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, Keys: map[string]middleware.KeyFunc{"b": middleware.ConstantKey("x")}}, want: []string{`Config.Keys["b"] names no limiter`}},
-		{name: "Keys nil func", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, Keys: map[string]middleware.KeyFunc{"a": nil}}, want: []string{`Config.Keys["a"] is nil`}},
-		{name: "TrustedProxies invalid", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, TrustedProxies: []netip.Prefix{{}}}, want: []string{"Config.TrustedProxies[0]"}},
-		{name: "TrustedProxies 4in6", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")}}, want: []string{"Config.TrustedProxies[0] = ::ffff:10.0.0.0/104"}},
-		{name: "ProxyHeader bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, ProxyHeader: "X-Real-IP"}, want: []string{`Config.ProxyHeader = "X-Real-IP"`}},
-		{name: "IPv6Prefix bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, IPv6Prefix: 129}, want: []string{"Config.IPv6Prefix = 129"}},
-		{name: "IPv4Prefix bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailOpen, IPv4Prefix: -1}, want: []string{"Config.IPv4Prefix = -1"}},
+		{name: "empty", cfg: middleware.Config{}, want: []string{"Config.Limiters is empty", "Config.OnFailure = error"}},
+		{name: "nil limiter", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a, nil}, OnFailure: ratelimit.FailOpen}, want: []string{"Config.Limiters[1] is nil"}},
+		{name: "duplicate name", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a, a2}, OnFailure: ratelimit.FailOpen}, want: []string{`Config.Limiters[1] has Name "a"`}},
+		{name: "OnFailure unset", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}}, want: []string{"Config.OnFailure = error, must be FailOpen or FailClosed (there is no default)"}},
+		{name: "OnFailure FailLocal", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnFailure: ratelimit.FailLocal}, want: []string{"Config.OnFailure = local, must be FailOpen or FailClosed (set FailLocal on the limiters' own ratelimit.Config.OnFailure)"}},
+		{name: "OnFailure bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnFailure: 7}, want: []string{"Config.OnFailure = FailurePolicy(7)"}},
+		{name: "Headers bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnFailure: ratelimit.FailOpen, Headers: 9}, want: []string{"Config.Headers = 9"}},
+		{name: "Keys unknown", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnFailure: ratelimit.FailOpen, Keys: map[string]middleware.KeyFunc{"b": middleware.ConstantKey("x")}}, want: []string{`Config.Keys["b"] names no limiter`}},
+		{name: "Keys nil func", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnFailure: ratelimit.FailOpen, Keys: map[string]middleware.KeyFunc{"a": nil}}, want: []string{`Config.Keys["a"] is nil`}},
+		{name: "TrustedProxies invalid", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnFailure: ratelimit.FailOpen, ClientIP: clientip.Config{TrustedProxies: []netip.Prefix{{}}}}, want: []string{"Config.ClientIP: clientip: Config.TrustedProxies[0]"}},
+		{name: "TrustedProxies 4in6", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnFailure: ratelimit.FailOpen, ClientIP: clientip.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/104")}}}, want: []string{"Config.TrustedProxies[0] = ::ffff:10.0.0.0/104"}},
+		{name: "Header bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnFailure: ratelimit.FailOpen, ClientIP: clientip.Config{Header: "X-Real-IP"}}, want: []string{`Config.Header = "X-Real-IP"`}},
+		{name: "IPv6Prefix bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnFailure: ratelimit.FailOpen, ClientIP: clientip.Config{IPv6Prefix: 129}}, want: []string{"Config.IPv6Prefix = 129"}},
+		{name: "IPv4Prefix bad", cfg: middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnFailure: ratelimit.FailOpen, ClientIP: clientip.Config{IPv4Prefix: -1}}, want: []string{"Config.IPv4Prefix = -1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,7 +136,7 @@ func TestNewErrors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := middleware.New(middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnError: middleware.FailClosed}); err != nil {
+	if _, err := middleware.New(middleware.Config{Limiters: []*ratelimit.Limiter{a}, OnFailure: ratelimit.FailClosed}); err != nil {
 		t.Errorf("New(minimal valid config) = %v", err)
 	}
 }
@@ -172,7 +174,7 @@ func TestHeaders(t *testing.T) {
 		t.Run(tt.mode.String(), func(t *testing.T) {
 			_, rdb := newMini(t)
 			lim := newLimiter(t, rdb, ratelimit.Config{Name: "per-client", Limit: 10, Period: time.Minute})
-			h := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{lim}, OnError: middleware.FailOpen, Headers: tt.mode}).Handler(&okHandler{})
+			h := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{lim}, OnFailure: ratelimit.FailOpen, Headers: tt.mode}).Handler(&okHandler{})
 			check := func(n int, want []string, status int) {
 				t.Helper()
 				w := do(h, "203.0.113.7:1", nil)
@@ -213,10 +215,10 @@ func TestHeadersSeveralLimiters(t *testing.T) {
 			perClient := newLimiter(t, rdb, ratelimit.Config{Name: "per-client", Limit: 10, Period: time.Minute})
 			global := newLimiter(t, rdb, ratelimit.Config{Name: "global", Limit: 3, Period: 1500 * time.Millisecond})
 			h := newMiddleware(t, middleware.Config{
-				Limiters: []*ratelimit.Limiter{perClient, global},
-				Keys:     map[string]middleware.KeyFunc{"global": middleware.ConstantKey("all")},
-				OnError:  middleware.FailOpen,
-				Headers:  tt.mode,
+				Limiters:  []*ratelimit.Limiter{perClient, global},
+				Keys:      map[string]middleware.KeyFunc{"global": middleware.ConstantKey("all")},
+				OnFailure: ratelimit.FailOpen,
+				Headers:   tt.mode,
 			}).Handler(&okHandler{})
 			w := do(h, "203.0.113.7:1", nil)
 			if got := rateHeaders(w); strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
@@ -240,7 +242,7 @@ func TestRetryAfterRoundsUp(t *testing.T) {
 	} {
 		_, rdb := newMini(t)
 		lim := newLimiter(t, rdb, ratelimit.Config{Name: "r", Limit: tt.limit, Period: tt.period, Burst: 1})
-		h := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{lim}, OnError: middleware.FailOpen}).Handler(&okHandler{})
+		h := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{lim}, OnFailure: ratelimit.FailOpen}).Handler(&okHandler{})
 		do(h, "203.0.113.7:1", nil)
 		w := do(h, "203.0.113.7:1", nil)
 		if w.Code != http.StatusTooManyRequests {
@@ -256,7 +258,7 @@ func TestDeniedBody(t *testing.T) {
 	_, rdb := newMini(t)
 	lim := newLimiter(t, rdb, ratelimit.Config{Name: "per-client", Limit: 1, Period: time.Minute})
 	next := &okHandler{}
-	h := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{lim}, OnError: middleware.FailOpen}).Handler(next)
+	h := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{lim}, OnFailure: ratelimit.FailOpen}).Handler(next)
 	do(h, "203.0.113.7:1", nil)
 	const problem = `{"type":"https://iana.org/assignments/http-problem-types#quota-exceeded","title":"Too Many Requests","status":429,"violated-policies":["per-client"]}` + "\n"
 	for _, tt := range []struct {
@@ -295,8 +297,8 @@ func TestCustomDenied(t *testing.T) {
 	lim := newLimiter(t, rdb, ratelimit.Config{Name: "per-client", Limit: 1, Period: time.Minute})
 	var got middleware.Denial
 	h := newMiddleware(t, middleware.Config{
-		Limiters: []*ratelimit.Limiter{lim},
-		OnError:  middleware.FailOpen,
+		Limiters:  []*ratelimit.Limiter{lim},
+		OnFailure: ratelimit.FailOpen,
 		Denied: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			got, _ = middleware.DenialFrom(r.Context())
 			w.WriteHeader(http.StatusTeapot)
@@ -322,9 +324,9 @@ func TestSeveralLimitersBudget(t *testing.T) {
 		perClient := newLimiter(t, rdb, ratelimit.Config{Name: "per-client", Limit: 5, Period: time.Minute})
 		global := newLimiter(t, rdb, ratelimit.Config{Name: "global", Limit: 3, Period: time.Minute})
 		h := newMiddleware(t, middleware.Config{
-			Limiters: []*ratelimit.Limiter{perClient, global},
-			Keys:     map[string]middleware.KeyFunc{"global": middleware.ConstantKey("all")},
-			OnError:  middleware.FailOpen,
+			Limiters:  []*ratelimit.Limiter{perClient, global},
+			Keys:      map[string]middleware.KeyFunc{"global": middleware.ConstantKey("all")},
+			OnFailure: ratelimit.FailOpen,
 		}).Handler(&okHandler{})
 		for i := 0; i < 3; i++ {
 			if w := do(h, "203.0.113.7:1", nil); w.Code != http.StatusOK {
@@ -349,9 +351,9 @@ func TestSeveralLimitersBudget(t *testing.T) {
 		perClient := newLimiter(t, rdb, ratelimit.Config{Name: "per-client", Limit: 1, Period: time.Minute})
 		global := newLimiter(t, rdb, ratelimit.Config{Name: "global", Limit: 10, Period: time.Minute})
 		h := newMiddleware(t, middleware.Config{
-			Limiters: []*ratelimit.Limiter{perClient, global},
-			Keys:     map[string]middleware.KeyFunc{"global": middleware.ConstantKey("all")},
-			OnError:  middleware.FailOpen,
+			Limiters:  []*ratelimit.Limiter{perClient, global},
+			Keys:      map[string]middleware.KeyFunc{"global": middleware.ConstantKey("all")},
+			OnFailure: ratelimit.FailOpen,
 		}).Handler(&okHandler{})
 		codes := []int{do(h, "203.0.113.7:1", nil).Code, do(h, "203.0.113.7:1", nil).Code, do(h, "203.0.113.7:1", nil).Code}
 		if codes[0] != 200 || codes[1] != 429 || codes[2] != 429 {
@@ -372,9 +374,9 @@ func TestSkipAndCost(t *testing.T) {
 	lim := newLimiter(t, rdb, ratelimit.Config{Name: "per-client", Limit: 5, Period: time.Minute})
 	next := &okHandler{}
 	h := newMiddleware(t, middleware.Config{
-		Limiters: []*ratelimit.Limiter{lim},
-		OnError:  middleware.FailOpen,
-		Skip:     func(r *http.Request) bool { return r.URL.Path == "/healthz" },
+		Limiters:  []*ratelimit.Limiter{lim},
+		OnFailure: ratelimit.FailOpen,
+		Skip:      func(r *http.Request) bool { return r.URL.Path == "/healthz" },
 		Cost: func(r *http.Request) int {
 			if r.Method == http.MethodPost {
 				return 2
@@ -435,15 +437,15 @@ func TestKeyFuncError(t *testing.T) {
 	lim := newLimiter(t, rdb, ratelimit.Config{Name: "per-user", Limit: 5, Period: time.Minute})
 	noKey := func(*http.Request) (string, error) { return "", errors.New("no session") }
 	for _, tt := range []struct {
-		policy middleware.ErrorPolicy
+		policy ratelimit.FailurePolicy
 		status int
 		out    ratelimit.Outcome
 	}{
-		{middleware.FailOpen, http.StatusOK, ratelimit.OutcomeFailedOpen},
-		{middleware.FailClosed, http.StatusServiceUnavailable, ratelimit.OutcomeFailedClosed},
+		{ratelimit.FailOpen, http.StatusOK, ratelimit.OutcomeFailedOpen},
+		{ratelimit.FailClosed, http.StatusServiceUnavailable, ratelimit.OutcomeFailedClosed},
 	} {
 		obs := &recorder{}
-		h := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{lim}, OnError: tt.policy, KeyFunc: noKey, Observer: obs}).Handler(&okHandler{})
+		h := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{lim}, OnFailure: tt.policy, KeyFunc: noKey, Observer: obs}).Handler(&okHandler{})
 		if w := do(h, "203.0.113.7:1", nil); w.Code != tt.status {
 			t.Errorf("%v: status %d, want %d", tt.policy, w.Code, tt.status)
 		}
@@ -459,8 +461,8 @@ func TestLimiterOwnFailurePolicy(t *testing.T) {
 	mr, rdb := newMini(t)
 	open := newLimiter(t, rdb, ratelimit.Config{Name: "open", Limit: 5, Period: time.Minute, OnFailure: ratelimit.FailOpen})
 	closed := newLimiter(t, rdb, ratelimit.Config{Name: "closed", Limit: 5, Period: time.Minute, OnFailure: ratelimit.FailClosed})
-	hOpen := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{open}, OnError: middleware.FailClosed}).Handler(&okHandler{})
-	hClosed := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{closed}, OnError: middleware.FailOpen}).Handler(&okHandler{})
+	hOpen := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{open}, OnFailure: ratelimit.FailClosed}).Handler(&okHandler{})
+	hClosed := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{closed}, OnFailure: ratelimit.FailOpen}).Handler(&okHandler{})
 	mr.Close()
 	if w := do(hOpen, "203.0.113.7:1", nil); w.Code != http.StatusOK {
 		t.Errorf("limiter FailOpen, Redis down: status %d, want 200", w.Code)
@@ -472,12 +474,12 @@ func TestLimiterOwnFailurePolicy(t *testing.T) {
 
 // checkRedisFailure sends requests through a middleware with policy while
 // Redis is up, calls kill, and checks the answers and the Observer after it.
-func checkRedisFailure(t *testing.T, policy middleware.ErrorPolicy, rdb redis.Scripter, kill func()) {
+func checkRedisFailure(t *testing.T, policy ratelimit.FailurePolicy, rdb redis.Scripter, kill func()) {
 	t.Helper()
 	lim := newLimiter(t, rdb, ratelimit.Config{Name: "api", Limit: 100, Period: time.Minute, Timeout: 200 * time.Millisecond})
 	obs := &recorder{}
 	next := &okHandler{}
-	h := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{lim}, OnError: policy, Observer: obs}).Handler(next)
+	h := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{lim}, OnFailure: policy, Observer: obs}).Handler(next)
 	for i := 0; i < 3; i++ {
 		if w := do(h, "203.0.113.7:1", nil); w.Code != http.StatusOK || w.Header().Get(middleware.HeaderRateLimit) == "" {
 			t.Fatalf("Redis up: status %d RateLimit %q, want 200 with header", w.Code, w.Header().Get(middleware.HeaderRateLimit))
@@ -488,7 +490,7 @@ func checkRedisFailure(t *testing.T, policy middleware.ErrorPolicy, rdb redis.Sc
 	}
 	kill()
 	want, outcome := http.StatusOK, ratelimit.OutcomeFailedOpen
-	if policy == middleware.FailClosed {
+	if policy == ratelimit.FailClosed {
 		want, outcome = http.StatusServiceUnavailable, ratelimit.OutcomeFailedClosed
 	}
 	for i := 0; i < 3; i++ {
@@ -499,7 +501,7 @@ func checkRedisFailure(t *testing.T, policy middleware.ErrorPolicy, rdb redis.Sc
 		if got := w.Header().Get(middleware.HeaderRateLimit); got != "" {
 			t.Errorf("Redis down: RateLimit header %q, want none", got)
 		}
-		if policy == middleware.FailClosed && w.Header().Get(middleware.HeaderRetryAfter) != "1" {
+		if policy == ratelimit.FailClosed && w.Header().Get(middleware.HeaderRetryAfter) != "1" {
 			t.Errorf("FailClosed: Retry-After %q, want 1", w.Header().Get(middleware.HeaderRetryAfter))
 		}
 	}
@@ -507,7 +509,7 @@ func checkRedisFailure(t *testing.T, policy middleware.ErrorPolicy, rdb redis.Sc
 		t.Errorf("observer saw %d %v events with an error, want 3", got, outcome)
 	}
 	wantServed := 3
-	if policy == middleware.FailOpen {
+	if policy == ratelimit.FailOpen {
 		wantServed = 6
 	}
 	if next.count() != wantServed {
@@ -517,7 +519,7 @@ func checkRedisFailure(t *testing.T, policy middleware.ErrorPolicy, rdb redis.Sc
 
 // TestRedisFailureReal kills a real redis-server in the middle of the test.
 func TestRedisFailureReal(t *testing.T) {
-	for _, policy := range []middleware.ErrorPolicy{middleware.FailOpen, middleware.FailClosed} {
+	for _, policy := range []ratelimit.FailurePolicy{ratelimit.FailOpen, ratelimit.FailClosed} {
 		t.Run(policy.String(), func(t *testing.T) {
 			s := redistest.Start(t)
 			checkRedisFailure(t, policy, s.Client(t), s.Kill)
@@ -526,7 +528,7 @@ func TestRedisFailureReal(t *testing.T) {
 }
 
 func TestRedisFailureMiniredis(t *testing.T) {
-	for _, policy := range []middleware.ErrorPolicy{middleware.FailOpen, middleware.FailClosed} {
+	for _, policy := range []ratelimit.FailurePolicy{ratelimit.FailOpen, ratelimit.FailClosed} {
 		t.Run(policy.String(), func(t *testing.T) {
 			mr, rdb := newMini(t)
 			checkRedisFailure(t, policy, rdb, mr.Close)
@@ -539,7 +541,7 @@ func TestCanceledRequest(t *testing.T) {
 	lim := newLimiter(t, rdb, ratelimit.Config{Name: "api", Limit: 5, Period: time.Minute})
 	obs := &recorder{}
 	next := &okHandler{}
-	h := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{lim}, OnError: middleware.FailOpen, Observer: obs}).Handler(next)
+	h := newMiddleware(t, middleware.Config{Limiters: []*ratelimit.Limiter{lim}, OnFailure: ratelimit.FailOpen, Observer: obs}).Handler(next)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	r := httptest.NewRequest(http.MethodGet, "/api", nil).WithContext(ctx)
@@ -560,9 +562,9 @@ func TestConcurrentExact(t *testing.T) {
 	global := newLimiter(t, rdb, ratelimit.Config{Name: "global", Limit: 25, Period: time.Hour})
 	next := &okHandler{}
 	h := newMiddleware(t, middleware.Config{
-		Limiters: []*ratelimit.Limiter{perClient, global},
-		Keys:     map[string]middleware.KeyFunc{"global": middleware.ConstantKey("all")},
-		OnError:  middleware.FailClosed,
+		Limiters:  []*ratelimit.Limiter{perClient, global},
+		Keys:      map[string]middleware.KeyFunc{"global": middleware.ConstantKey("all")},
+		OnFailure: ratelimit.FailClosed,
 	}).Handler(next)
 	var wg sync.WaitGroup
 	for c := 0; c < 4; c++ { // 4 clients × 30 requests, each client may get 10, all together 25

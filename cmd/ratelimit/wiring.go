@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/seed68425060/ratelimit"
+	"github.com/seed68425060/ratelimit/clientip"
 	"github.com/seed68425060/ratelimit/login"
 	"github.com/seed68425060/ratelimit/metrics"
 	"github.com/seed68425060/ratelimit/middleware"
@@ -35,18 +36,18 @@ func newDemo(c *conn, cfg serveConfig) (*demo, error) {
 		return nil, fmt.Errorf("-api-limit %s, -api-burst %d: %w", cfg.apiLimit.String(), cfg.apiBurst, err)
 	}
 	d := &demo{cfg: cfg, apiLimit: api.Config()}
+	clientIP := clientip.Config{TrustedProxies: cfg.trustedProxies}
 	mw, err := middleware.New(middleware.Config{
-		Limiters:       []*ratelimit.Limiter{api},
-		OnError:        middleware.FailOpen, // a Redis outage must not take the API down
-		TrustedProxies: cfg.trustedProxies,
-		Denied:         http.HandlerFunc(apiDenied),
-		Observer:       col,
+		Limiters:  []*ratelimit.Limiter{api},
+		OnFailure: ratelimit.FailOpen, // a Redis outage must not take the API down
+		ClientIP:  clientIP,
+		Denied:    http.HandlerFunc(apiDenied),
+		Observer:  col,
 	})
 	if err != nil {
 		return nil, err
 	}
 	d.api = mw.Handler(http.HandlerFunc(ping))
-	clientIP := middleware.ClientIP{TrustedProxies: cfg.trustedProxies}
 
 	// -login-limit: failures per username, and per (username, IP), before a
 	// lockout as long as the period; the per-IP budget keeps its default.

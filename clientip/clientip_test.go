@@ -1,6 +1,7 @@
-package middleware
+package clientip
 
 import (
+	"errors"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -18,7 +19,7 @@ var (
 type ipCase struct {
 	name    string
 	remote  string
-	header  string   // ClientIP.Header; "" is X-Forwarded-For
+	header  string   // Config.Header; "" is X-Forwarded-For
 	values  []string // header lines of the proxy header in use
 	trusted bool     // use proxyNets
 	want    string   // Addr().String(), "invalid" for the zero Addr
@@ -124,8 +125,8 @@ func (tc ipCase) request() *http.Request {
 	return r
 }
 
-func (tc ipCase) clientIP() *ClientIP {
-	c := &ClientIP{Header: tc.header}
+func (tc ipCase) config() *Config {
+	c := &Config{Header: tc.header}
 	if tc.trusted {
 		c.TrustedProxies = proxyNets
 	}
@@ -139,10 +140,10 @@ func addrString(a netip.Addr) string {
 	return a.String()
 }
 
-func TestClientIPAddr(t *testing.T) {
+func TestAddr(t *testing.T) {
 	for _, tc := range allIPCases() {
 		t.Run(tc.name, func(t *testing.T) {
-			got := tc.clientIP().Addr(tc.request())
+			got := tc.config().Addr(tc.request())
 			if addrString(got) != tc.want {
 				t.Errorf("Addr(RemoteAddr %q, %s %q) = %s, want %s", tc.remote, tc.header, tc.values, addrString(got), tc.want)
 			}
@@ -150,20 +151,20 @@ func TestClientIPAddr(t *testing.T) {
 	}
 }
 
-func TestClientIPHopCap(t *testing.T) {
+func TestEntryCap(t *testing.T) {
 	// 1000 trusted hops, then the client far to the left: the walk stops after
-	// MaxProxyHops entries and answers the last trusted hop it reached.
+	// MaxEntries entries and answers the last trusted hop it reached.
 	hops := make([]string, 1000)
 	for i := range hops {
 		hops[i] = netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}).String()
 	}
 	r := &http.Request{RemoteAddr: "10.0.0.1:1", Header: http.Header{}}
 	r.Header.Set(HeaderXForwardedFor, "203.0.113.7, "+strings.Join(hops, ", "))
-	c := &ClientIP{TrustedProxies: proxyNets}
+	c := &Config{TrustedProxies: proxyNets}
 	got := c.Addr(r)
-	want := hops[len(hops)-MaxProxyHops]
+	want := hops[len(hops)-MaxEntries]
 	if got.String() != want {
-		t.Errorf("Addr with 1000 trusted hops = %v, want %v (the %dth from the right)", got, want, MaxProxyHops)
+		t.Errorf("Addr with 1000 trusted hops = %v, want %v (the %dth from the right)", got, want, MaxEntries)
 	}
 
 	// Many lines: also capped.
@@ -173,24 +174,24 @@ func TestClientIPHopCap(t *testing.T) {
 	}
 }
 
-func TestClientIPKey(t *testing.T) {
+func TestKey(t *testing.T) {
 	tests := []struct {
 		name   string
-		c      ClientIP
+		c      Config
 		remote string
 		want   string
 	}{
 		{name: "v4 default /32", remote: "203.0.113.7:1", want: "203.0.113.7"},
-		{name: "v4 /24", c: ClientIP{IPv4Prefix: 24}, remote: "203.0.113.7:1", want: "203.0.113.0/24"},
+		{name: "v4 /24", c: Config{IPv4Prefix: 24}, remote: "203.0.113.7:1", want: "203.0.113.0/24"},
 		{name: "v6 default /64", remote: "[2001:db8:1:2:3:4:5:6]:1", want: "2001:db8:1:2::/64"},
 		{name: "v6 same /64 same key", remote: "[2001:db8:1:2:ffff::1]:1", want: "2001:db8:1:2::/64"},
-		{name: "v6 /56", c: ClientIP{IPv6Prefix: 56}, remote: "[2001:db8:1:2ff::1]:1", want: "2001:db8:1:200::/56"},
-		{name: "v6 /128", c: ClientIP{IPv6Prefix: 128}, remote: "[2001:db8::1]:1", want: "2001:db8::1"},
-		{name: "v6 out of range means 64", c: ClientIP{IPv6Prefix: 200}, remote: "[2001:db8::1]:1", want: "2001:db8::/64"},
-		{name: "v4 out of range means 32", c: ClientIP{IPv4Prefix: -3}, remote: "203.0.113.7:1", want: "203.0.113.7"},
+		{name: "v6 /56", c: Config{IPv6Prefix: 56}, remote: "[2001:db8:1:2ff::1]:1", want: "2001:db8:1:200::/56"},
+		{name: "v6 /128", c: Config{IPv6Prefix: 128}, remote: "[2001:db8::1]:1", want: "2001:db8::1"},
+		{name: "v6 out of range means 64", c: Config{IPv6Prefix: 200}, remote: "[2001:db8::1]:1", want: "2001:db8::/64"},
+		{name: "v4 out of range means 32", c: Config{IPv4Prefix: -3}, remote: "203.0.113.7:1", want: "203.0.113.7"},
 		{name: "4in6 uses v4 prefix", remote: "[::ffff:203.0.113.7]:1", want: "203.0.113.7"},
-		{name: "unix socket", remote: "@", want: UnknownClientKey},
-		{name: "empty", remote: "", want: UnknownClientKey},
+		{name: "unix socket", remote: "@", want: UnknownKey},
+		{name: "empty", remote: "", want: UnknownKey},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -202,10 +203,10 @@ func TestClientIPKey(t *testing.T) {
 	}
 }
 
-func TestClientIPAddrAllocs(t *testing.T) {
+func TestAddrAllocs(t *testing.T) {
 	r := &http.Request{RemoteAddr: "10.0.0.1:1", Header: http.Header{}}
 	r.Header.Set(HeaderXForwardedFor, "1.1.1.1, 203.0.113.7, 10.0.0.2")
-	c := &ClientIP{TrustedProxies: proxyNets}
+	c := &Config{TrustedProxies: proxyNets}
 	if n := testing.AllocsPerRun(100, func() { c.Addr(r) }); n != 0 {
 		t.Errorf("Addr allocates %v times per call, want 0", n)
 	}
@@ -219,6 +220,10 @@ func addrsIn(s string) map[netip.Addr]bool {
 	fields := strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(",;= \t\n\"\\[]", r) })
 	// Escapes may split an address ("203.0.113.\7"): also try with backslashes removed.
 	fields = append(fields, strings.FieldsFunc(strings.ReplaceAll(s, `\`, ""), func(r rune) bool { return strings.ContainsRune(",;= \t\n\"[]", r) })...)
+	// Zones may hold spaces ("::%a b"): also try whole elements, trimmed.
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(",;=\n\"[]", r) }) {
+		fields = append(fields, strings.Trim(f, " \t"))
+	}
 	for _, f := range fields {
 		cands := []string{f}
 		if i := strings.LastIndexByte(f, ':'); i >= 0 {
@@ -233,7 +238,7 @@ func addrsIn(s string) map[netip.Addr]bool {
 	return out
 }
 
-func FuzzClientIP(f *testing.F) {
+func FuzzAddr(f *testing.F) {
 	for _, tc := range allIPCases() {
 		f.Add(tc.remote, strings.Join(tc.values, "\n"), tc.header == HeaderForwarded, tc.trusted)
 	}
@@ -243,7 +248,7 @@ func FuzzClientIP(f *testing.F) {
 		if forwarded {
 			tc.header = HeaderForwarded
 		}
-		c := tc.clientIP()
+		c := tc.config()
 		r := tc.request()
 		got := c.Addr(r)
 		peer := ParseRemoteAddr(remote)
@@ -251,8 +256,8 @@ func FuzzClientIP(f *testing.F) {
 			if got.IsValid() {
 				t.Fatalf("Addr(%q) = %v for an unparsable peer, want the zero Addr", remote, got)
 			}
-			if k := c.Key(r); k != UnknownClientKey {
-				t.Fatalf("Key(%q) = %q, want %q", remote, k, UnknownClientKey)
+			if k := c.Key(r); k != UnknownKey {
+				t.Fatalf("Key(%q) = %q, want %q", remote, k, UnknownKey)
 			}
 			return
 		}
@@ -279,4 +284,122 @@ func FuzzClientIP(f *testing.F) {
 			t.Fatalf("Key = %q, want %v or a prefix of it", k, got)
 		}
 	})
+}
+
+// TestAddrFrom checks that AddrFrom, given the peer and the configured header's
+// lines from elsewhere (gRPC metadata, say), answers exactly what Addr answers
+// for the same request.
+func TestAddrFrom(t *testing.T) {
+	for _, tc := range allIPCases() {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.config()
+			r := tc.request()
+			got := c.AddrFrom(ParseRemoteAddr(tc.remote), r.Header.Values(c.headerName()))
+			if addrString(got) != tc.want {
+				t.Errorf("AddrFrom(%q, %q) = %s, want %s", tc.remote, tc.values, addrString(got), tc.want)
+			}
+		})
+	}
+	// The peer is normalised, as ParseRemoteAddr does for Addr.
+	c := &Config{TrustedProxies: proxyNets}
+	peer := netip.MustParseAddr("::ffff:10.0.0.1")
+	if got := c.AddrFrom(peer, []string{"203.0.113.7"}); got.String() != "203.0.113.7" {
+		t.Errorf("AddrFrom(%v, 203.0.113.7) = %v, want 203.0.113.7 (peer unmapped, then trusted)", peer, got)
+	}
+	if got := c.AddrFrom(netip.Addr{}, []string{"203.0.113.7"}); got.IsValid() {
+		t.Errorf("AddrFrom(zero Addr) = %v, want the zero Addr", got)
+	}
+}
+
+// TestValidate checks that every problem is reported, naming its field.
+func TestValidate(t *testing.T) {
+	if err := (Config{}).Validate(); err != nil {
+		t.Errorf("Config{}.Validate() = %v, want nil", err)
+	}
+	c := Config{
+		TrustedProxies: []netip.Prefix{{}, netip.MustParsePrefix("::ffff:10.0.0.0/104")},
+		Header:         "X-Real-IP",
+		IPv6Prefix:     129,
+		IPv4Prefix:     -1,
+	}
+	err := c.Validate()
+	if !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Validate() = %v, want an error wrapping ErrInvalidConfig", err)
+	}
+	for _, want := range []string{"Config.TrustedProxies[0] = invalid Prefix", "Config.TrustedProxies[1] = ::ffff:10.0.0.0/104", `Config.Header = "X-Real-IP"`, "Config.IPv6Prefix = 129", "Config.IPv4Prefix = -1"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %q, does not contain %q", err, want)
+		}
+	}
+}
+
+// TestKeyNAT64 checks that NAT64 clients (64:ff9b::/96) are keyed by the IPv4
+// address they embed, not all together by the translator's /64.
+func TestKeyNAT64(t *testing.T) {
+	tests := []struct {
+		name string
+		c    Config
+		addr string
+		want string
+	}{
+		{name: "embedded v4", addr: "64:ff9b::203.0.113.7", want: "203.0.113.7"},
+		{name: "another client, another key", addr: "64:ff9b::198.51.100.1", want: "198.51.100.1"},
+		{name: "v4 prefix applies", c: Config{IPv4Prefix: 24}, addr: "64:ff9b::203.0.113.7", want: "203.0.113.0/24"},
+		{name: "outside the /96 stays v6", addr: "64:ff9b:0:0:1::cb00:7107", want: "64:ff9b::/64"},
+		{name: "local-use prefix stays v6", addr: "64:ff9b:1::cb00:7107", want: "64:ff9b:1::/64"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.c.KeyOf(netip.MustParseAddr(tt.addr)); got != tt.want {
+				t.Errorf("KeyOf(%s) = %q, want %q", tt.addr, got, tt.want)
+			}
+		})
+	}
+	// Through a trusted proxy too.
+	c := &Config{TrustedProxies: proxyNets}
+	r := &http.Request{RemoteAddr: "10.0.0.1:1", Header: http.Header{HeaderXForwardedFor: {"64:ff9b::203.0.113.7"}}}
+	if got := c.Key(r); got != "203.0.113.7" {
+		t.Errorf("Key(X-Forwarded-For 64:ff9b::203.0.113.7) = %q, want 203.0.113.7", got)
+	}
+}
+
+// hugeHeaders are proxy headers of about 1 MB that a client can send; each
+// hides a forged address at its far left that the walk must not reach.
+var hugeHeaders = []struct {
+	name  string
+	lines []string
+}{
+	{name: "1 MB of empty entries", lines: []string{"198.51.100.66" + strings.Repeat(",", 1<<20)}},
+	{name: "1 MB of spaces in one entry", lines: []string{"198.51.100.66" + strings.Repeat(" ", 1<<20)}},
+	{name: "many empty lines", lines: append([]string{"198.51.100.66"}, make([]string, 100_000)...)},
+	{name: "empty entries then trusted hops", lines: []string{"198.51.100.66" + strings.Repeat(", ", 40) + ", 10.0.0.9"}},
+}
+
+// TestHugeHeaderBounded checks that the walk examines at most MaxEntries
+// entries and MaxBytes bytes from the right, empty ones included: it stops at
+// the last address reached (the peer, or the last trusted hop) and never
+// reaches the address far to the left.
+func TestHugeHeaderBounded(t *testing.T) {
+	c := &Config{TrustedProxies: proxyNets}
+	for _, tc := range hugeHeaders {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &http.Request{RemoteAddr: "10.0.0.1:1", Header: http.Header{HeaderXForwardedFor: tc.lines}}
+			got := c.Addr(r)
+			if got.String() == "198.51.100.66" {
+				t.Errorf("Addr = %v: the walk went past MaxEntries/MaxBytes to the far left", got)
+			}
+			if !c.trusted(got) {
+				t.Errorf("Addr = %v, want the peer or a trusted hop (the walk stopped)", got)
+			}
+		})
+	}
+	// A chain within the bounds is still walked in full: 31 trusted hops.
+	hops := make([]string, MaxEntries-1)
+	for i := range hops {
+		hops[i] = "10.0.0.9"
+	}
+	r := &http.Request{RemoteAddr: "10.0.0.1:1", Header: http.Header{HeaderXForwardedFor: {"203.0.113.7, " + strings.Join(hops, ", ")}}}
+	if got := c.Addr(r); got.String() != "203.0.113.7" {
+		t.Errorf("Addr(client + %d trusted hops) = %v, want 203.0.113.7", len(hops), got)
+	}
 }

@@ -1,12 +1,14 @@
-package middleware
+package clientip
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
 )
 
-// Proxy header names that ClientIP can read.
+// Proxy header names that Config can read.
 const (
 	// HeaderXForwardedFor is the de-facto standard X-Forwarded-For header.
 	HeaderXForwardedFor = "X-Forwarded-For"
@@ -14,20 +16,35 @@ const (
 	HeaderForwarded = "Forwarded"
 )
 
-// UnknownClientKey is the rate-limit key [ClientIP.Key] returns when the peer
-// address cannot be parsed, for example for a unix-socket listener (RemoteAddr "@"
-// or "") or a custom server that leaves RemoteAddr empty. All such requests share
-// this one bucket: failing towards limiting rather than towards a fresh bucket per
-// request. It cannot collide with an address key.
-const UnknownClientKey = "unknown"
+// UnknownKey is the rate-limit key [Config.Key] returns when the peer address
+// cannot be parsed, for example for a unix-socket listener (RemoteAddr "@" or
+// "") or a custom server that leaves RemoteAddr empty. All such requests share
+// this one bucket: failing towards limiting rather than towards a fresh bucket
+// per request. It cannot collide with an address key.
+const UnknownKey = "unknown"
 
-// MaxProxyHops is the most proxy-header entries that ClientIP examines, counted
-// from the right. If that many entries are all trusted proxies, the leftmost of
-// them is taken as the client. It bounds the work spent on hostile headers (a
-// header may be close to 1 MB); no real chain of trusted proxies is this long.
-const MaxProxyHops = 32
+// Bounds on the work spent on one proxy header, whatever it holds (a header may
+// be close to 1 MB). No real chain of trusted proxies comes near them.
+const (
+	// MaxEntries is the most proxy-header entries examined, counted from the
+	// right, empty entries included. If that many entries are all trusted
+	// proxies or empty, the last address reached (the leftmost trusted proxy
+	// examined) is taken as the client.
+	MaxEntries = 32
+	// MaxBytes is the most bytes of a proxy header examined, counted from the
+	// right over all its lines. An entry that starts further left stops the
+	// walk like MaxEntries does.
+	MaxBytes = 4096
+)
 
-// ClientIP finds the client address of a request and its rate-limit key.
+// nat64 is the NAT64 well-known prefix of RFC 6052: 64:ff9b::a.b.c.d is the
+// IPv4 host a.b.c.d seen through a translator.
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+
+// ErrInvalidConfig is wrapped by every error [Config.Validate] returns.
+var ErrInvalidConfig = errors.New("invalid config")
+
+// Config finds the client address of a request and its rate-limit key.
 //
 // By default (no TrustedProxies) the client is the peer, http.Request.RemoteAddr,
 // and proxy headers are ignored: any client can write them.
@@ -37,28 +54,32 @@ const MaxProxyHops = 32
 // append to), skipping addresses inside TrustedProxies. The first address that is
 // not a trusted proxy is the client. The leftmost entry, which the client wrote
 // itself, is never taken unless every entry to its right is a trusted proxy.
-// A malformed entry, an "unknown" or obfuscated RFC 7239 node, or more than
-// [MaxProxyHops] entries stop the walk: the client is then the last address
+// A malformed entry, an "unknown" or obfuscated RFC 7239 node, or an entry beyond
+// [MaxEntries] or [MaxBytes] stops the walk: the client is then the last address
 // reached (the trusted proxy that received the request from that hop), never a
-// value the client may have forged.
+// value the client may have forged. The work per request is thus bounded
+// whatever the header holds.
 //
 // Addresses are normalised: IPv4-mapped IPv6 addresses become IPv4 and IPv6 zones
-// are dropped.
+// are dropped. Keys group IPv6 clients by IPv6Prefix and key NAT64 addresses
+// (64:ff9b::/96) by the IPv4 address they embed (see [Config.KeyOf]).
 //
-// The zero value is ready to use and trusts no proxy. A ClientIP must not be
+// The zero value is ready to use and trusts no proxy. A Config must not be
 // modified while in use; its methods are safe for concurrent use and do not
 // allocate except to build Key's string.
-type ClientIP struct {
+type Config struct {
 	// TrustedProxies lists the networks of the reverse proxies in front of the
 	// server. Only requests whose peer is inside one of them have their proxy
 	// header read. Use IPv4 prefixes for IPv4 proxies (addresses are unmapped
-	// before matching). If empty, proxy headers are ignored.
+	// before matching). If empty (the default), proxy headers are ignored: right
+	// for a server that clients reach directly, and the only safe choice unless
+	// every request passes through proxies you run.
 	TrustedProxies []netip.Prefix
 
 	// Header is the proxy header the trusted proxies maintain: HeaderXForwardedFor
 	// or HeaderForwarded. Exactly one is read, because a header the proxies do not
 	// append to is written entirely by the client. If empty, Header is
-	// HeaderXForwardedFor; an unknown name reads no header.
+	// HeaderXForwardedFor; an unknown name reads no header (Validate reports it).
 	Header string
 
 	// IPv6Prefix is the length of the prefix that groups IPv6 clients in Key, so
@@ -66,40 +87,101 @@ type ClientIP struct {
 	// buckets. If zero or outside 1..128, IPv6Prefix is 64.
 	IPv6Prefix int
 
-	// IPv4Prefix is the length of the prefix that groups IPv4 clients in Key. If
-	// zero or outside 1..32, IPv4Prefix is 32 (one bucket per address).
+	// IPv4Prefix is the length of the prefix that groups IPv4 clients (and NAT64
+	// clients, by their embedded IPv4 address) in Key. If zero or outside 1..32,
+	// IPv4Prefix is 32 (one bucket per address).
 	IPv4Prefix int
 }
 
-// Addr returns the client address of r, as described on ClientIP. It returns the
+// Validate reports every problem with c at once, joined with errors.Join, each
+// naming the field and its value and wrapping [ErrInvalidConfig]. It returns nil
+// for a valid Config; the zero Config is valid. Out-of-range prefix lengths,
+// which the methods treat as their defaults, are problems here: they are
+// typos, not choices.
+func (c Config) Validate() error {
+	var errs []error
+	for i, p := range c.TrustedProxies {
+		if !p.IsValid() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+			errs = append(errs, fmt.Errorf("clientip: Config.TrustedProxies[%d] = %v, must be a valid prefix without zone (IPv4 as IPv4, not ::ffff:): %w", i, p, ErrInvalidConfig))
+		}
+	}
+	switch c.Header {
+	case "", HeaderXForwardedFor, HeaderForwarded:
+	default:
+		errs = append(errs, fmt.Errorf("clientip: Config.Header = %q, must be %q or %q: %w", c.Header, HeaderXForwardedFor, HeaderForwarded, ErrInvalidConfig))
+	}
+	if c.IPv6Prefix < 0 || c.IPv6Prefix > 128 {
+		errs = append(errs, fmt.Errorf("clientip: Config.IPv6Prefix = %d, must be between 1 and 128 (0 means 64): %w", c.IPv6Prefix, ErrInvalidConfig))
+	}
+	if c.IPv4Prefix < 0 || c.IPv4Prefix > 32 {
+		errs = append(errs, fmt.Errorf("clientip: Config.IPv4Prefix = %d, must be between 1 and 32 (0 means 32): %w", c.IPv4Prefix, ErrInvalidConfig))
+	}
+	return errors.Join(errs...)
+}
+
+// Addr returns the client address of r, as described on Config. It returns the
 // zero netip.Addr only when the peer address (RemoteAddr) cannot be parsed.
-func (c *ClientIP) Addr(r *http.Request) netip.Addr {
+func (c *Config) Addr(r *http.Request) netip.Addr {
 	peer := ParseRemoteAddr(r.RemoteAddr)
 	if !peer.IsValid() || !c.trusted(peer) {
 		return peer
 	}
+	return c.AddrFrom(peer, r.Header.Values(c.headerName()))
+}
+
+// AddrFrom returns the client address of a request whose peer is peer and whose
+// proxy header (the one named by Header) has the lines values, in the order
+// received: the same trusted-proxy walk as Addr, for headers that come from
+// elsewhere, such as gRPC metadata "x-forwarded-for" (lower case there; pass
+// md.Get(strings.ToLower(c.Header)) or the like). peer is normalised first. It
+// returns the zero netip.Addr only for the zero peer, and peer itself when peer
+// is not a trusted proxy (values are then not read).
+func (c *Config) AddrFrom(peer netip.Addr, values []string) netip.Addr {
+	if !peer.IsValid() {
+		return netip.Addr{}
+	}
+	peer = normalize(peer)
+	if !c.trusted(peer) {
+		return peer
+	}
 	switch c.Header {
 	case "", HeaderXForwardedFor:
-		return c.walk(peer, r.Header.Values(HeaderXForwardedFor), parseXFFEntry)
+		return c.walk(peer, values, parseXFFEntry)
 	case HeaderForwarded:
-		return c.walk(peer, r.Header.Values(HeaderForwarded), parseForwardedElement)
+		return c.walk(peer, values, parseForwardedElement)
 	}
 	return peer
 }
 
-// Key returns the rate-limit key of r's client: the address from Addr masked to
-// IPv6Prefix or IPv4Prefix, as an address ("203.0.113.7") when the prefix is the
-// full length and as a prefix ("2001:db8:1:2::/64", "198.51.100.0/24") otherwise.
-// It returns [UnknownClientKey] when the peer address cannot be parsed.
-func (c *ClientIP) Key(r *http.Request) string {
+// headerName is the canonical name of the header Addr reads.
+func (c *Config) headerName() string {
+	if c.Header == HeaderForwarded {
+		return HeaderForwarded
+	}
+	return HeaderXForwardedFor
+}
+
+// Key returns the rate-limit key of r's client: KeyOf(Addr(r)).
+func (c *Config) Key(r *http.Request) string {
 	return c.KeyOf(c.Addr(r))
 }
 
-// KeyOf returns the rate-limit key of the client address a, masked as Key does.
-// It returns [UnknownClientKey] for the zero netip.Addr.
-func (c *ClientIP) KeyOf(a netip.Addr) string {
+// KeyOf returns the rate-limit key of the client address a: a masked to
+// IPv6Prefix or IPv4Prefix, as an address ("203.0.113.7") when the prefix is the
+// full length and as a prefix ("2001:db8:1:2::/64", "198.51.100.0/24")
+// otherwise. A NAT64 address (64:ff9b::/96, RFC 6052) is keyed as the IPv4
+// address it embeds: 64:ff9b::203.0.113.7 has the key of 203.0.113.7, since
+// every IPv4 client of a translator shares the translator's /64. IPv4-mapped
+// addresses are keyed as IPv4 too. KeyOf returns [UnknownKey] for the zero
+// netip.Addr.
+func (c *Config) KeyOf(a netip.Addr) string {
 	if !a.IsValid() {
-		return UnknownClientKey
+		return UnknownKey
+	}
+	a = normalize(a)
+	if nat64.Contains(a) {
+		b := a.As16()
+		a = netip.AddrFrom4([4]byte(b[12:16]))
 	}
 	bits := c.IPv4Prefix
 	if bits < 1 || bits > 32 {
@@ -116,14 +198,14 @@ func (c *ClientIP) KeyOf(a netip.Addr) string {
 	}
 	p, err := a.Prefix(bits)
 	if err != nil { // unreachable: bits is within range for a's family
-		return UnknownClientKey
+		return UnknownKey
 	}
 	return p.String()
 }
 
 // ParseRemoteAddr parses an http.Request.RemoteAddr in any of the forms servers
 // use: "203.0.113.7:1234", "[2001:db8::1]:1234", "203.0.113.7", "2001:db8::1"
-// and "[2001:db8::1]". It returns the address normalised as ClientIP does
+// and "[2001:db8::1]". It returns the address normalised as Config does
 // (unmapped, no zone), or the zero netip.Addr for anything else, such as the "@"
 // or "" of a unix socket.
 func ParseRemoteAddr(s string) netip.Addr {
@@ -134,7 +216,7 @@ func ParseRemoteAddr(s string) netip.Addr {
 	return normalize(a)
 }
 
-func (c *ClientIP) trusted(a netip.Addr) bool {
+func (c *Config) trusted(a netip.Addr) bool {
 	for _, p := range c.TrustedProxies {
 		if p.Contains(a) {
 			return true
@@ -153,27 +235,35 @@ const (
 )
 
 // walk walks the merged lines of a proxy header from the right, as described on
-// ClientIP. peer is the (trusted) peer. It examines at most MaxProxyHops non-empty
-// entries and scans each line only from its end, element by element.
-func (c *ClientIP) walk(peer netip.Addr, lines []string, parse func(string) (netip.Addr, entryResult)) netip.Addr {
+// Config. peer is the (trusted) peer. It examines at most MaxEntries entries and
+// MaxBytes bytes, scanning each line only from its end, element by element.
+func (c *Config) walk(peer netip.Addr, lines []string, parse func(string) (netip.Addr, entryResult)) netip.Addr {
 	client := peer
-	hops := 0
+	entries := 0
+	budget := MaxBytes
 	for i := len(lines) - 1; i >= 0; i-- {
 		line := lines[i]
+		cut := len(line) > budget
+		if cut {
+			line = line[len(line)-budget:]
+		}
+		budget -= len(line)
 		for {
 			j := strings.LastIndexByte(line, ',')
-			elem := line[j+1:]
-			a, res := parse(elem)
+			if j < 0 && cut {
+				return client // this entry starts beyond MaxBytes
+			}
+			entries++
+			if entries > MaxEntries {
+				return client
+			}
+			a, res := parse(line[j+1:])
 			switch res {
 			case entryStop:
 				return client
 			case entryAddr:
 				client = a
 				if !c.trusted(a) {
-					return client
-				}
-				hops++
-				if hops >= MaxProxyHops {
 					return client
 				}
 			}
