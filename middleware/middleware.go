@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/seed68425060/ratelimit"
@@ -64,7 +65,11 @@ const (
 	//	RateLimit-Policy: "<name>";q=<quota>;w=<window>
 	//	RateLimit: "<name>";r=<remaining>;t=<reset>
 	//
-	// one list item per limiter. RateLimit-Policy lists every limiter of the
+	// one list item per rate of each limiter. A limiter of one rate is named
+	// by its ratelimit.Config.Name; one of several rates (ratelimit.Config.Rates,
+	// or Config.Rates here) lists one item per rate, named "<Name>/<window>s"
+	// (e.g. "api/1s" and "api/86400s"), and its RateLimit item names the rate
+	// that bound this request (ratelimit.Result.Limit). RateLimit-Policy lists every limiter of the
 	// middleware (except those in Config.NoHeaders), in order, on every
 	// response. RateLimit lists, in order, the limiters that decided this
 	// request (on a denial: those up to and including the one that denied; a
@@ -222,6 +227,17 @@ type Config struct {
 	// every limiter is shown.
 	NoHeaders []string
 
+	// Rates gives limiters, by their Config.Name, rates per request: a
+	// customer's plan looked up from the request's API key, say. The function
+	// returns the rates that request is checked against (through
+	// ratelimit.Limiter.With, so a customer who changes plan keeps its state),
+	// or nil for the limiter's own. An error is handled like a limiter error
+	// (OnFailure); bad rates (ratelimit.ErrInvalidConfig) are always refused
+	// with Unavailable, since serving them unlimited would hide the bug. Views
+	// are kept per distinct rate set, up to 1,024 sets. Every name must be one
+	// of Limiters. If nil, every limiter uses its own rates.
+	Rates map[string]func(*http.Request) ([]ratelimit.Rate, error)
+
 	// Skip, if not nil, is called first; when it returns true the request goes
 	// to the next handler unlimited and without rate-limit headers (health
 	// checks, allow-listed clients).
@@ -244,12 +260,15 @@ type Config struct {
 // with New.
 type Middleware struct {
 	limiters    []*ratelimit.Limiter
-	key         KeyFunc   // the shared KeyFunc
-	keys        []KeyFunc // per limiter: an override from Config.Keys, or nil for key
-	quota       []string  // per limiter: strconv of Burst
-	names       []string  // per limiter
-	hidden      []bool    // per limiter: named in Config.NoHeaders
-	policy      string    // RateLimit-Policy value
+	key         KeyFunc                                         // the shared KeyFunc
+	keys        []KeyFunc                                       // per limiter: an override from Config.Keys, or nil for key
+	quota       []string                                        // per limiter: strconv of Burst
+	names       []string                                        // per limiter
+	hidden      []bool                                          // per limiter: named in Config.NoHeaders
+	rates       []func(*http.Request) ([]ratelimit.Rate, error) // per limiter: Config.Rates, or nil
+	views       []*viewCache                                    // per limiter with rates: the views made so far
+	items       [][]string                                      // per limiter: its RateLimit-Policy items
+	policy      string                                          // RateLimit-Policy value of the limiters' own rates
 	cost        func(*http.Request) int
 	denied      http.Handler
 	invalidCost http.Handler
@@ -294,6 +313,14 @@ func New(cfg Config) (*Middleware, error) {
 		}
 		if f == nil {
 			bad("Config.Keys[%q] is nil", name)
+		}
+	}
+	for name, f := range cfg.Rates {
+		if !seen[name] {
+			bad("Config.Rates[%q] names no limiter in Config.Limiters", name)
+		}
+		if f == nil {
+			bad("Config.Rates[%q] is nil", name)
 		}
 	}
 	for i, name := range cfg.NoHeaders {
@@ -358,13 +385,74 @@ func New(cfg Config) (*Middleware, error) {
 		m.names = append(m.names, lc.Name)
 		m.hidden = append(m.hidden, slices.Contains(cfg.NoHeaders, lc.Name))
 		m.quota = append(m.quota, strconv.Itoa(lc.Burst))
+		m.rates = append(m.rates, cfg.Rates[lc.Name])
+		var vc *viewCache
+		if cfg.Rates[lc.Name] != nil {
+			vc = &viewCache{views: map[string]*ratelimit.Limiter{}}
+		}
+		m.views = append(m.views, vc)
+		items := policyItems(lc.Name, lc.Algorithm, l.Rates())
+		m.items = append(m.items, items)
 		if !m.hidden[len(m.hidden)-1] {
-			q, w := policyItem(lc)
-			policy = append(policy, strconv.Quote(lc.Name)+";q="+strconv.FormatInt(q, 10)+";w="+strconv.FormatInt(w, 10))
+			policy = append(policy, items...)
 		}
 	}
 	m.policy = strings.Join(policy, ", ")
 	return m, nil
+}
+
+// viewCache keeps a limiter's views (ratelimit.Limiter.With) per rate set.
+type viewCache struct {
+	mu    sync.Mutex
+	views map[string]*ratelimit.Limiter
+}
+
+// maxViews bounds a viewCache: past it, views are made per request.
+const maxViews = 1024
+
+// view returns l's view with rates, made once per distinct rate set.
+func (c *viewCache) view(l *ratelimit.Limiter, rates []ratelimit.Rate) (*ratelimit.Limiter, error) {
+	var b strings.Builder
+	for _, r := range rates {
+		fmt.Fprintf(&b, "%d/%d/%d,", r.Limit, int64(r.Period), r.Burst)
+	}
+	id := b.String()
+	c.mu.Lock()
+	v := c.views[id]
+	c.mu.Unlock()
+	if v != nil {
+		return v, nil
+	}
+	v, err := l.With(rates...)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.views) < maxViews {
+		c.views[id] = v
+	}
+	c.mu.Unlock()
+	return v, nil
+}
+
+// policyItems are the RateLimit-Policy items of a limiter named name with
+// rates: one per rate, named name alone for a single rate.
+func policyItems(name string, alg ratelimit.Algorithm, rates []ratelimit.Rate) []string {
+	items := make([]string, len(rates))
+	for i, r := range rates {
+		q, w := policyItem(alg, r)
+		items[i] = strconv.Quote(itemName(name, rates, r)) + ";q=" + strconv.FormatInt(q, 10) + ";w=" + strconv.FormatInt(w, 10)
+	}
+	return items
+}
+
+// itemName names rate r of rates in the headers: the limiter's name alone
+// for a single rate, else name + "/" + the rate's window in seconds.
+func itemName(name string, rates []ratelimit.Rate, r ratelimit.Rate) string {
+	if len(rates) <= 1 {
+		return name
+	}
+	return name + "/" + strconv.FormatInt(ceilSeconds(r.Period, 1), 10) + "s"
 }
 
 // configError is a clientip.Config problem that also wraps
@@ -374,10 +462,10 @@ type configError struct{ err error }
 func (e configError) Error() string   { return e.err.Error() }
 func (e configError) Unwrap() []error { return []error{e.err, ratelimit.ErrInvalidConfig} }
 
-// policyItem returns the quota and window (whole seconds) of a limiter's
+// policyItem returns the quota and window (whole seconds) of a rate's
 // RateLimit-Policy item, as documented on HeadersDraft.
-func policyItem(lc ratelimit.Config) (q, w int64) {
-	if lc.Algorithm == ratelimit.SlidingWindow {
+func policyItem(alg ratelimit.Algorithm, lc ratelimit.Rate) (q, w int64) {
+	if alg == ratelimit.SlidingWindow {
 		return int64(lc.Limit), ceilSeconds(lc.Period, 1)
 	}
 	// The scripts' interval: one unit per ceil(Period/Limit) µs.
@@ -418,6 +506,7 @@ func DenialFrom(ctx context.Context) (Denial, bool) {
 type decision struct {
 	idx int
 	key string
+	lim *ratelimit.Limiter // the limiter or its view with the request's rates
 	res ratelimit.Result
 }
 
@@ -453,6 +542,18 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 					sharedDone = true
 				}
 				key, err = shared, sharedErr
+			}
+			if f := m.rates[i]; f != nil && err == nil {
+				var rates []ratelimit.Rate
+				if rates, err = f(r); err == nil && rates != nil {
+					l, err = m.views[i].view(l, rates)
+				}
+				if err != nil && errors.Is(err, ratelimit.ErrInvalidConfig) {
+					m.observe(i, ratelimit.OutcomeFailedClosed, err)
+					m.refund(ctx, taken, cost)
+					m.refuse(w, r, 0)
+					return
+				}
 			}
 			var res ratelimit.Result
 			if err == nil {
@@ -492,7 +593,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 				m.refuse(w, r, res.RetryAfter)
 				return
 			}
-			taken = append(taken, decision{idx: i, key: key, res: res})
+			taken = append(taken, decision{idx: i, key: key, lim: l, res: res})
 			if !res.Allowed {
 				m.refund(ctx, taken[:len(taken)-1], cost)
 				m.deny(w, r, taken, cost)
@@ -523,7 +624,7 @@ func (m *Middleware) refund(ctx context.Context, taken []decision, cost int) {
 	ctx = context.WithoutCancel(ctx)
 	for _, d := range taken {
 		if d.res.Outcome == ratelimit.OutcomeAllowed {
-			_, _ = m.limiters[d.idx].Refund(ctx, d.key, cost)
+			_, _ = d.lim.Refund(ctx, d.key, cost)
 		}
 	}
 }
@@ -556,10 +657,14 @@ func (m *Middleware) writeHeaders(h http.Header, taken []decision, denied int) {
 	}
 	switch m.headers {
 	case HeadersDraft:
-		if m.policy == "" {
+		policy := m.policy
+		if m.perRequest(taken) {
+			policy = m.requestPolicy(taken)
+		}
+		if policy == "" {
 			return // every limiter is hidden
 		}
-		h[canonRateLimitPolicy] = oneValue(m.policy)
+		h[canonRateLimitPolicy] = oneValue(policy)
 		var b strings.Builder
 		for _, d := range taken {
 			if m.hidden[d.idx] {
@@ -568,7 +673,7 @@ func (m *Middleware) writeHeaders(h http.Header, taken []decision, denied int) {
 			if b.Len() > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(strconv.Quote(m.names[d.idx]))
+			b.WriteString(strconv.Quote(itemName(m.names[d.idx], d.lim.Rates(), d.res.Limit)))
 			b.WriteString(";r=")
 			b.WriteString(strconv.Itoa(d.res.Remaining))
 			b.WriteString(";t=")
@@ -598,10 +703,44 @@ func (m *Middleware) writeHeaders(h http.Header, taken []decision, denied int) {
 			}
 		}
 		d := taken[best]
-		h[canonXRateLimitLimit] = oneValue(m.quota[d.idx])
+		quota := m.quota[d.idx]
+		if d.lim != m.limiters[d.idx] || len(d.lim.Rates()) > 1 {
+			quota = strconv.Itoa(d.res.Limit.Burst)
+		}
+		h[canonXRateLimitLimit] = oneValue(quota)
 		h[canonXRateLimitRemaining] = oneValue(strconv.Itoa(d.res.Remaining))
 		h[canonXRateLimitReset] = oneValue(strconv.FormatInt(resetSeconds(d.res), 10))
 	}
+}
+
+// perRequest reports whether a decision in taken used rates of the request.
+func (m *Middleware) perRequest(taken []decision) bool {
+	for _, d := range taken {
+		if d.lim != m.limiters[d.idx] {
+			return true
+		}
+	}
+	return false
+}
+
+// requestPolicy is RateLimit-Policy for a request whose rates came from
+// Config.Rates: each limiter's items as it decided this request, or as
+// configured when it did not decide.
+func (m *Middleware) requestPolicy(taken []decision) string {
+	var items []string
+	for i, l := range m.limiters {
+		if m.hidden[i] {
+			continue
+		}
+		own := m.items[i]
+		for _, d := range taken {
+			if d.idx == i && d.lim != l {
+				own = policyItems(m.names[i], l.Config().Algorithm, d.lim.Rates())
+			}
+		}
+		items = append(items, own...)
+	}
+	return strings.Join(items, ", ")
 }
 
 // resetSeconds is the reset of a Result in whole seconds, rounded up:
