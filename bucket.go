@@ -149,7 +149,7 @@ func (gcra) step(m *model, shapes []shape, now, n int64, op Op) any {
 			case !ok:
 				if raw[i] > capa {
 					// Rewrite the full debt on this clock.
-					ms := ceilDiv(2*capa, 1000)
+					ms := ceilDiv(capa+ceilDiv(capa, 16), 1000)
 					st.set(now, capa-1000*ms, ms)
 				} else if hasX[i] {
 					st.v -= c
@@ -159,12 +159,12 @@ func (gcra) step(m *model, shapes []shape, now, n int64, op Op) any {
 				if hasX[i] && 1000*pi >= c {
 					st.v = c - 1000*pi
 				} else {
-					ms := ceilDiv(c+capa, 1000)
+					ms := ceilDiv(c+ceilDiv(capa, 16), 1000)
 					st.set(now, c-1000*ms, ms)
 				}
 			case xi > 0:
-				// TAT passed the expiry: move the expiry to TAT + cap.
-				ms := ceilDiv(xi+capa, 1000)
+				// TAT passed the expiry: move the expiry to TAT + cap/16.
+				ms := ceilDiv(xi+ceilDiv(capa, 16), 1000)
 				st.set(now, xi-1000*ms, pi+ms)
 			}
 		}

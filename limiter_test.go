@@ -293,7 +293,9 @@ func (v *virtual) check(was []keyState) {
 		st := v.state(i)
 		val, err := v.b.client.Get(ctx, k).Result()
 		if err == redis.Nil {
-			if st.pttl(v.now) >= 0 {
+			// A real server's clock runs on: a key the model keeps for under
+			// the slack may be gone already.
+			if st.pttl(v.now) >= 0 && !(v.b.real && st.pttl(v.now) < 2000) {
 				v.t.Fatalf("at %dms: no key %s, the model has %d until %dms", v.now, k, st.v, st.e)
 			}
 			continue
@@ -522,7 +524,7 @@ func TestTTLCoversState(t *testing.T) {
 					// time, a window's expiry is its reset.
 					extra := time.Millisecond
 					if alg != SlidingWindow && !r.Locked() {
-						extra += time.Duration(l.rates.shapes[0].capacity()) * time.Microsecond
+						extra += time.Duration(ceilDiv(l.rates.shapes[0].capacity(), 16)) * time.Microsecond
 					}
 					if ttl < r.ResetAfter-time.Since(start)-time.Millisecond || ttl > r.ResetAfter+extra {
 						t.Errorf("call %d: PTTL %v, ResetAfter %v", i, ttl, r.ResetAfter)

@@ -27,8 +27,9 @@
 --          Several rates: a table of those integers, one per rate.
 --          Locked: {"lock", rest of the lock in µs, 1 if this call started
 --          it else 0}.
--- Writes:  a rate's TTL is E, at least TAT + cap when E last moved, so its
---          key lives at most two bucket refills after its last admission;
+-- Writes:  a rate's TTL is E, TAT + cap/16 (rounded up to the ms) when E
+--          last moved: the key outlives its state by at most a sixteenth of
+--          a refill, and E moves at most once per cap/16 of time;
 --          the lock's TTL is the lockout.
 local mode, ns, block = ARGV[1], ARGV[2], ARGV[3]
 local n = tonumber(ns)
@@ -103,7 +104,7 @@ for i = 1, k do
     if not ok then
       if raw[i] > cap then
         -- Rewrite the full debt on this clock.
-        local ms = math.ceil(2 * cap / 1000)
+        local ms = math.ceil((cap + math.ceil(cap / 16)) / 1000)
         redis.call('SET', K, string.format('%d', cap - 1000 * ms), 'PX', string.format('%d', ms))
       elseif xi then
         redis.call('DECRBY', K, string.format('%d', c))
@@ -113,12 +114,12 @@ for i = 1, k do
       if xi and 1000 * pi >= c then
         redis.call('INCRBY', K, string.format('%d', c - 1000 * pi - xi))
       else
-        local ms = math.ceil((c + cap) / 1000)
+        local ms = math.ceil((c + math.ceil(cap / 16)) / 1000)
         redis.call('SET', K, string.format('%d', c - 1000 * ms), 'PX', string.format('%d', ms))
       end
     elseif xi > 0 then
-      -- TAT passed the expiry: move the expiry to TAT + cap.
-      local ms = math.ceil((xi + cap) / 1000)
+      -- TAT passed the expiry: move the expiry to TAT + cap/16.
+      local ms = math.ceil((xi + math.ceil(cap / 16)) / 1000)
       redis.call('SET', K, string.format('%d', xi - 1000 * ms), 'PX', string.format('%d', pi + ms))
     end
   end
