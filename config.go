@@ -204,10 +204,8 @@ func configError(format string, args ...any) error {
 // normalize fills in defaults and checks every field, returning all problems at once.
 func (c *Config) normalize() error {
 	var errs []error
-	if c.Name == "" {
-		errs = append(errs, configError("Config.Name is empty, must match [a-z0-9][a-z0-9_.-]*"))
-	} else if !validName(c.Name) {
-		errs = append(errs, configError("Config.Name = %q, must match [a-z0-9][a-z0-9_.-]* and be at most %d bytes", c.Name, maxNameLen))
+	if err := ValidName("Config.Name", c.Name); err != nil {
+		errs = append(errs, err)
 	}
 	if int(c.Algorithm) >= len(algorithmNames) {
 		errs = append(errs, configError("Config.Algorithm = %d, must be TokenBucket, LeakyBucket or SlidingWindow", uint8(c.Algorithm)))
@@ -266,6 +264,20 @@ func (c *Config) rateField(i int) string {
 		return "Config"
 	}
 	return fmt.Sprintf("Config.Rates[%d]", i-1)
+}
+
+// ValidName returns nil if name is a valid Config.Name (it matches
+// [a-z0-9][a-z0-9_.-]* and is at most 64 bytes), and otherwise an error that
+// says so, naming field, and wraps ErrInvalidConfig. Packages that build
+// limiter names from a name of their own (login) check it with ValidName.
+func ValidName(field, name string) error {
+	if name == "" {
+		return configError("%s is empty, must match [a-z0-9][a-z0-9_.-]*", field)
+	}
+	if !validName(name) {
+		return configError("%s = %q, must match [a-z0-9][a-z0-9_.-]* and be at most %d bytes", field, name, maxNameLen)
+	}
+	return nil
 }
 
 func validName(s string) bool {

@@ -90,10 +90,7 @@ func New(client redis.Scripter, cfg Config) (*Guard, error) {
 	if err := cfg.normalize(); err != nil {
 		return nil, err
 	}
-	policy := ratelimit.FailClosed
-	if cfg.FailOpen {
-		policy = ratelimit.FailOpen
-	}
+	policy := cfg.OnFailure
 	core := func(suffix string, alg ratelimit.Algorithm, l Limit, onFailure ratelimit.FailurePolicy) ratelimit.Config {
 		return ratelimit.Config{
 			Name:      cfg.Name + "." + suffix,
@@ -109,10 +106,16 @@ func New(client redis.Scripter, cfg Config) (*Guard, error) {
 	}
 	g := &Guard{cfg: cfg}
 	var errs []error
+	seen := map[string]bool{}
 	newLimiter := func(c ratelimit.Config) *ratelimit.Limiter {
 		l, err := ratelimit.New(client, c)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("login: limiter %s: %w", c.Name, err))
+		// The limiters share the client and most settings: report each
+		// problem once, not once per limiter.
+		for _, e := range unjoin(err) {
+			if !seen[e.Error()] {
+				seen[e.Error()] = true
+				errs = append(errs, fmt.Errorf("login: %w", e))
+			}
 		}
 		return l
 	}
@@ -137,6 +140,17 @@ func New(client redis.Scripter, cfg Config) (*Guard, error) {
 	return g, nil
 }
 
+// unjoin lists the errors errors.Join joined in err (err itself otherwise).
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
 // Config returns the Guard's configuration with defaults filled in.
 func (g *Guard) Config() Config { return g.cfg }
 
@@ -153,42 +167,57 @@ func (g *Guard) Config() Config { return g.cfg }
 // verify at most as many passwords as the smallest budget allows, however
 // fast they arrive.
 //
-// username is any string, untrusted input included: it is trimmed and case
-// folded (see NormalizeUsername) and hashed, never stored. Begin never asks
+// username is any string, untrusted input included: it is normalised
+// (Config.Normalize, then NormalizeUsername for the per-username budget) and
+// hashed, never stored. Begin never asks
 // whether the user exists: known and unknown usernames cost the same work and
 // get the same answers. ip is the client key, an address or prefix as
 // middleware.ClientIP.Key returns; it is hashed too.
 //
+// Begin ends within one Config.Timeout in all, however many Redis calls it
+// makes (up to four, and the refunds of a refusal).
+//
 // err != nil means no decision could be made because ctx ended; a Redis
 // failure gives a refusal with Outcome OutcomeFailedClosed (or, with
-// Config.FailOpen, an allowed Attempt) and no error, reported to the Observer.
+// Config.OnFailure FailOpen, an allowed Attempt) and no error, reported to
+// the Observer.
 func (g *Guard) Begin(ctx context.Context, username, ip string) (*Attempt, Decision, error) {
-	a := &Attempt{g: g}
-	a.userKey = g.id('u', NormalizeUsername(username))
-	a.ipKey = g.id('i', ip)
-	a.pairKey = a.userKey + ":" + a.ipKey
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, g.timeout())
+	defer cancel()
+	a := g.attempt(username, ip)
 	if g.known != nil {
 		r, err := g.known.Peek(ctx, a.pairKey)
-		if err != nil && ctx.Err() != nil {
-			return nil, Decision{}, ctx.Err()
+		if err != nil && parent.Err() != nil {
+			return nil, Decision{}, parent.Err()
 		}
-		a.known = err == nil && r.Locked
+		a.known = err == nil && r.Locked()
 	}
 	dec := Decision{Allowed: true, Outcome: ratelimit.OutcomeAllowed, Known: a.known}
 	for _, s := range [...]Scope{ScopeIP, ScopeUser, ScopePair} {
 		lim, key, l := g.scope(a, s)
 		if s == ScopeUser && a.known {
 			// Same number of round trips as for an unknown pair, nothing taken.
-			if _, err := lim.Peek(ctx, key); err != nil && ctx.Err() != nil {
+			if _, err := lim.Peek(ctx, key); err != nil && parent.Err() != nil {
 				a.giveBack(context.WithoutCancel(ctx))
-				return nil, Decision{}, ctx.Err()
+				return nil, Decision{}, parent.Err()
 			}
 			continue
 		}
 		r, err := lim.Allow(ctx, key)
+		if err != nil && parent.Err() != nil {
+			a.giveBack(ctx)
+			return nil, Decision{}, parent.Err()
+		}
 		if err != nil {
-			a.giveBack(context.WithoutCancel(ctx))
-			return nil, Decision{}, err
+			// Begin's own deadline (one Timeout for every call) passed: Redis
+			// is too slow to decide, and the failure policy answers.
+			if g.cfg.OnFailure == ratelimit.FailOpen {
+				dec.Outcome = ratelimit.OutcomeFailedOpen
+				continue
+			}
+			a.giveBack(ctx)
+			return nil, Decision{Scope: s, Outcome: ratelimit.OutcomeFailedClosed, RetryAfter: g.timeout(), Known: a.known}, nil
 		}
 		if !r.Allowed {
 			a.giveBack(ctx)
@@ -206,6 +235,24 @@ func (g *Guard) Begin(ctx context.Context, username, ip string) (*Attempt, Decis
 	return a, dec, nil
 }
 
+// timeout is Config.Timeout with its default.
+func (g *Guard) timeout() time.Duration {
+	if g.cfg.Timeout > 0 {
+		return g.cfg.Timeout
+	}
+	return ratelimit.DefaultTimeout
+}
+
+// attempt is an Attempt's keys for username from ip: the per-username budget
+// under the coarse fold of the account (NormalizeUsername of Normalize), the
+// pair (and its being known) under the account itself.
+func (g *Guard) attempt(username, ip string) *Attempt {
+	account := g.cfg.Normalize(username)
+	a := &Attempt{g: g, userKey: g.id('u', NormalizeUsername(account)), ipKey: g.id('i', ip)}
+	a.pairKey = g.id('a', account) + ":" + a.ipKey
+	return a
+}
+
 // Trust marks the pair (username, ip) as known for Config.KnownFor, as a
 // successful login does: its attempts skip the per-username budget. Call it
 // when the client proved who it is some other way (a password-reset link, a
@@ -215,27 +262,36 @@ func (g *Guard) Trust(ctx context.Context, username, ip string) error {
 	if g.known == nil {
 		return nil
 	}
-	return g.known.Lock(ctx, g.id('u', NormalizeUsername(username))+":"+g.id('i', ip), g.cfg.KnownFor)
+	return g.known.Lock(ctx, g.attempt(username, ip).pairKey, g.cfg.KnownFor)
 }
 
 // Unlock is the operator's unlock: it clears the username's budget, lockout
 // and escalation history, and for each address in ips (as Begin receives them)
 // the pair's. Pairs with addresses not given keep their state (they cannot be
-// listed: keys are hashed), and so do the addresses' own budgets.
-func (g *Guard) Unlock(ctx context.Context, username string, ips ...string) error {
-	user := g.id('u', NormalizeUsername(username))
-	errs := []error{g.user.Reset(ctx, user)}
+// listed: keys are hashed), and so do the addresses' own budgets. found
+// reports whether there was anything to clear: false means the username (and
+// pairs) had no state, or the Guard's Name, KeyPrefix or Secret differ from
+// the application's (its keys are not these).
+func (g *Guard) Unlock(ctx context.Context, username string, ips ...string) (found bool, err error) {
+	var errs []error
+	reset := func(l *ratelimit.Limiter, key string) {
+		f, err := l.Reset(ctx, key)
+		found = found || f
+		errs = append(errs, err)
+	}
+	a := g.attempt(username, "")
+	reset(g.user, a.userKey)
 	if g.strikes != nil {
-		errs = append(errs, g.strikes.Reset(ctx, scopeNames[ScopeUser]+":"+user))
+		reset(g.strikes, scopeNames[ScopeUser]+":"+a.userKey)
 	}
 	for _, ip := range ips {
-		pair := user + ":" + g.id('i', ip)
-		errs = append(errs, g.pair.Reset(ctx, pair))
+		pair := g.attempt(username, ip).pairKey
+		reset(g.pair, pair)
 		if g.strikes != nil {
-			errs = append(errs, g.strikes.Reset(ctx, scopeNames[ScopePair]+":"+pair))
+			reset(g.strikes, scopeNames[ScopePair]+":"+pair)
 		}
 	}
-	return errors.Join(errs...)
+	return found, errors.Join(errs...)
 }
 
 func (g *Guard) scope(a *Attempt, s Scope) (*ratelimit.Limiter, string, Limit) {
@@ -296,14 +352,17 @@ type Attempt struct {
 	done                    atomic.Bool
 }
 
-// Succeeded reports that the password was right. It gives back the IP's unit
-// and clears the username's and the pair's failures and lockouts (Limiter.Reset)
-// and the pair's lockout history, as NIST SP 800-63B asks (disregard earlier
-// failed attempts after a success). It does not clear the IP's failures: an
-// attacker who owns one account must not refill an address's budget by
-// logging into it between guesses. Nor does it forget the username's
-// lockouts for escalation: a victim logging in during an attack does not
-// reset the attacker's escalation. It marks the pair known (Config.KnownFor).
+// Succeeded reports that the password was right. It gives back the units
+// this attempt took from the IP's and the username's budgets, and clears the
+// pair's failures, lockouts and lockout history, as NIST SP 800-63B asks
+// (disregard earlier failed attempts after a success) for the pair that
+// proved itself. It never clears the username's budget: an attacker guessing
+// one account from other addresses must not get fresh guesses each time the
+// owner logs in (the owner gains nothing from it either: a known pair skips
+// the username's budget). Nor does it clear the IP's failures (an attacker
+// who owns one account must not refill an address's budget by logging into
+// it between guesses) or the username's lockouts for escalation. It marks the
+// pair known (Config.KnownFor), for this account only (Config.Normalize).
 //
 // Use a context that outlives the client's request (context.WithoutCancel):
 // a failed call leaves the failures counted, which errs on the safe side.
@@ -313,14 +372,21 @@ func (a *Attempt) Succeeded(ctx context.Context) error {
 	}
 	g := a.g
 	var errs []error
-	if a.took[ScopeIP] {
-		if _, err := g.ip.Refund(ctx, a.ipKey, 1); err != nil {
-			errs = append(errs, err)
+	for _, s := range [...]Scope{ScopeIP, ScopeUser} {
+		if a.took[s] {
+			lim, key, _ := g.scope(a, s)
+			if _, err := lim.Refund(ctx, key, 1); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
-	errs = append(errs, g.user.Reset(ctx, a.userKey), g.pair.Reset(ctx, a.pairKey))
+	if _, err := g.pair.Reset(ctx, a.pairKey); err != nil {
+		errs = append(errs, err)
+	}
 	if g.strikes != nil && g.cfg.Pair.escalates() {
-		errs = append(errs, g.strikes.Reset(ctx, scopeNames[ScopePair]+":"+a.pairKey))
+		if _, err := g.strikes.Reset(ctx, scopeNames[ScopePair]+":"+a.pairKey); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if g.known != nil {
 		errs = append(errs, g.known.Lock(ctx, a.pairKey, g.cfg.KnownFor))

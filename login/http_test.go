@@ -146,7 +146,7 @@ func TestHTTPSameAnswerForUnknownUsers(t *testing.T) {
 	}
 }
 
-// Success (2xx, 3xx) resets user and pair; 401/403 count; anything else gives
+// Success (2xx, 3xx) gives back its own units and forgives the pair; 401/403 count; anything else gives
 // the units back.
 func TestHTTPStatusReporting(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, c *redis.Client) {
@@ -170,8 +170,8 @@ func TestHTTPStatusReporting(t *testing.T) {
 		if code := post(url.Values{"username": {"alice"}, "status": {"302"}}); code != 302 {
 			t.Fatalf("302: got %d", code)
 		}
-		if got := remaining(t, g, ScopeUser, "alice", ip); got != 3 {
-			t.Errorf("after a 302: user remaining %d, want 3 (a redirect is a success)", got)
+		if got := remaining(t, g, ScopeUser, "alice", ip); got != 1 {
+			t.Errorf("after a 302: user remaining %d, want 1 (a redirect is a success: its own unit comes back, the two failures stay)", got)
 		}
 		if got := remaining(t, g, ScopeIP, "alice", ip); got != 8 {
 			t.Errorf("after a 302: IP remaining %d, want 8 (two failures stay)", got)

@@ -126,8 +126,13 @@ func runKeyCommand(ctx context.Context, name string, args []string, stdout, stde
 		return usageError(stderr, name, err)
 	}
 	if name == "reset" {
-		if err := lim.Reset(ctx, k.key); err != nil {
+		found, err := lim.Reset(ctx, k.key)
+		if err != nil {
 			return failure(stderr, name, err)
+		}
+		if !found {
+			fmt.Fprintf(stderr, "reset: no state found for key %q of limiter %q: nothing was changed (a wrong -name, -prefix, -algorithm or -period?)\n", k.key, k.name)
+			return exitFail
 		}
 		fmt.Fprintf(stdout, "reset: key %q of limiter %q is fresh again (lockout, if any, lifted)\n", k.key, k.name)
 		if k.limit.limit == 0 {
@@ -151,7 +156,7 @@ func printState(w io.Writer, cfg ratelimit.Config, key string, r ratelimit.Resul
 	fmt.Fprintf(w, "remaining    %d of %d\n", r.Remaining, cfg.Burst)
 	fmt.Fprintf(w, "retry after  %v\n", r.RetryAfter)
 	fmt.Fprintf(w, "fresh after  %v\n", r.ResetAfter)
-	if r.Locked {
+	if r.Locked() {
 		until := now.Add(r.RetryAfter).UTC().Format(time.RFC3339)
 		fmt.Fprintf(w, "locked       yes, until %s (%v from now); unlock with: ratelimit reset -name %s -key %q\n", until, r.RetryAfter, cfg.Name, key)
 	} else {

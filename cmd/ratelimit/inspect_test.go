@@ -139,7 +139,7 @@ func TestInspectReset(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Locked || !got.Allowed || got.Remaining != fresh.Remaining {
+		if got.Locked() || !got.Allowed || got.Remaining != fresh.Remaining {
 			t.Errorf("after reset: Peek = %+v, want fresh %+v", got, fresh)
 		}
 		// With -limit, reset shows the state afterwards.

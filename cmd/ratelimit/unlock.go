@@ -80,8 +80,13 @@ func runUnlock(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			ips = append(ips, ip)
 		}
 	}
-	if err := g.Unlock(ctx, u.user, ips...); err != nil {
+	found, err := g.Unlock(ctx, u.user, ips...)
+	if err != nil {
 		return failure(stderr, "unlock", err)
+	}
+	if !found {
+		fmt.Fprintf(stderr, "unlock: no state found for user %q of %q: nothing was changed (a wrong -name or -prefix, or the Guard's Secret missing: pass -secret-env)\n", u.user, u.name)
+		return exitFail
 	}
 	fmt.Fprintf(stdout, "unlock: user %q of %q is unlocked (budget and lockout history cleared", u.user, u.name)
 	if len(ips) > 0 {
