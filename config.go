@@ -78,6 +78,9 @@ const (
 	DefaultKeyPrefix = "rl:"
 	// DefaultTimeout is the per-call deadline used when Config.Timeout is zero.
 	DefaultTimeout = 500 * time.Millisecond
+	// DefaultLocalKeys is the number of keys FailLocal keeps when
+	// Config.LocalKeys is zero.
+	DefaultLocalKeys = 10_000
 )
 
 // Limits on Config values, so that every number a script handles stays an exact

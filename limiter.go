@@ -14,8 +14,9 @@ import (
 // Admin scripts, on an identity's keys (see Limiter.keys): KEYS[1] is the
 // lock, KEYS[2...] the rates' state.
 const (
-	// resetLua deletes every key. Reply: the number deleted.
-	resetLua = "return redis.call('DEL', unpack(KEYS))"
+	// resetLua deletes every key. Reply: the number of state keys deleted
+	// (the lock is not counted: a lock alone tells nothing about the rates).
+	resetLua = "redis.call('DEL', KEYS[1]) if #KEYS < 2 then return 0 end return redis.call('DEL', unpack(KEYS, 2))"
 	// lockLua locks the identity for ARGV[1] ms (>= 1). Reply: OK.
 	lockLua = "return redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])"
 	// unlockLua deletes the lock only. Reply: 1 if there was one, else 0.
@@ -220,8 +221,10 @@ func (l *Limiter) Refund(ctx context.Context, key string, n int) (Result, error)
 }
 
 // Reset deletes key's state in every rate of the limiter (or view) and its
-// lock: the key is fresh again. found reports whether there was anything to
-// delete; a wrong Name or key finds nothing.
+// lock: the key is fresh again. found reports whether there was state in
+// any rate (a lock alone does not count): false means the key was fresh
+// already, or the limiter is not the one that wrote it (another Name,
+// KeyPrefix, Algorithm or Period names other keys).
 func (l *Limiter) Reset(ctx context.Context, key string) (found bool, err error) {
 	n, err := l.admin(ctx, "reset", l.reset, key, true)
 	return n > 0, err

@@ -2,9 +2,6 @@ package ratelimit
 
 import "time"
 
-// DefaultLocalKeys is the number of keys FailLocal keeps when Config.LocalKeys is zero.
-const DefaultLocalKeys = 10_000
-
 // localLimiter decides in this process, with the limiter's algorithm and its
 // rates divided among Config.LocalInstances app servers, while Redis cannot
 // (FailLocal). Each identity is a model (model.go): the scripts' arithmetic in

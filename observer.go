@@ -63,6 +63,32 @@ func (o Op) String() string {
 	return "unknown"
 }
 
+// Source says which layer reported an Event.
+type Source uint8
+
+// Sources.
+const (
+	// SourceLimiter is a Limiter's own call: every decision Redis (or the
+	// Limiter's Config.OnFailure, or its deny cache) made, and every error.
+	SourceLimiter Source = iota
+	// SourceAdapter is a decision an adapter made on top of a limiter (the
+	// HTTP middleware's or the gRPC interceptors' OnFailure after the limiter
+	// returned an error, the login Guard's, or a cost the adapter refused):
+	// the limiter's own Event, if any, has already reported the call, so
+	// metrics count these apart and never twice.
+	SourceAdapter
+)
+
+var sourceNames = [...]string{"limiter", "adapter"}
+
+// String returns "limiter" or "adapter".
+func (s Source) String() string {
+	if int(s) < len(sourceNames) {
+		return sourceNames[s]
+	}
+	return "unknown"
+}
+
 // Event describes one decision of a Limiter, for an Observer. It never contains the
 // rate-limit key: keys are personal data and unbounded label values.
 type Event struct {
@@ -85,8 +111,13 @@ type Event struct {
 	// Duration is the time spent in Redis calls, including a NOSCRIPT fallback.
 	Duration time.Duration
 	// Err is the error from Redis, if any. With a failure policy (FailOpen,
-	// FailClosed) Err is set while the call itself returned a decision and no error.
+	// FailClosed, FailLocal) Err is set while the call itself returned a
+	// decision and no error. In an adapter's Event (Source) it is the error
+	// the adapter's policy answered, or one wrapping ErrInvalidCost.
 	Err error
+	// Source says who reported the Event: the Limiter (the zero value) or an
+	// adapter deciding on top of it.
+	Source Source
 }
 
 // Observer receives one Event per decision. Observe may be called concurrently

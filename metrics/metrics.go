@@ -4,7 +4,7 @@
 // as Config.Observer of every Limiter (and middleware.Config.Observer), and
 // register it on the registry you serve. It never touches the default registry.
 //
-//	c := metrics.NewCollector()
+//	c, err := metrics.NewCollector(metrics.Config{})
 //	reg := prometheus.NewRegistry()
 //	reg.MustRegister(c)
 //	lim, err := ratelimit.New(rdb, ratelimit.Config{Name: "api", Limit: 100, Period: time.Minute, Observer: c})
@@ -17,7 +17,10 @@
 package metrics
 
 import (
+	"errors"
+	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,7 +30,7 @@ import (
 	"github.com/seed68425060/ratelimit"
 )
 
-// DefaultNamespace is the metric name prefix used unless WithNamespace says otherwise.
+// DefaultNamespace is the metric name prefix used when Config.Namespace is empty.
 const DefaultNamespace = "ratelimit"
 
 // DefaultBuckets are the latency histogram's default upper bounds in seconds:
@@ -40,28 +43,26 @@ var DefaultBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, 
 // its first event, at zero, so the first error of a kind shows in rate().
 var errorKinds = []string{
 	ratelimit.KindTimeout, ratelimit.KindCanceled, ratelimit.KindConnection, ratelimit.KindOOM,
-	ratelimit.KindBusy, ratelimit.KindLoading, ratelimit.KindUnavailable, ratelimit.KindDenied,
+	ratelimit.KindBusy, ratelimit.KindLoading, ratelimit.KindUnavailable, ratelimit.KindNoPerm,
 	ratelimit.KindReply, ratelimit.KindOther,
 }
 
-// Option configures a Collector; see WithNamespace and WithBuckets.
-type Option func(*options)
-
-type options struct {
-	namespace string
-	buckets   []float64
+// Config configures a Collector. The zero value gives the defaults.
+type Config struct {
+	// Namespace is the metric name prefix: "auth" gives auth_decisions_total.
+	// It must match [a-zA-Z_][a-zA-Z0-9_]*. If empty, it is DefaultNamespace
+	// ("ratelimit").
+	Namespace string
+	// Buckets are the latency histogram's upper bounds in seconds, positive
+	// and finite. NewCollector copies and sorts them and drops duplicates.
+	// If nil, they are DefaultBuckets.
+	Buckets []float64
 }
 
-// WithNamespace sets the metric name prefix: "auth" gives auth_decisions_total.
-// The default is DefaultNamespace ("ratelimit"); an empty namespace gives
-// unprefixed names (decisions_total). It must match [a-zA-Z_][a-zA-Z0-9_]*, or
-// registering the Collector fails.
-func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }
+// ErrInvalidConfig is wrapped by every error NewCollector returns.
+var ErrInvalidConfig = errors.New("invalid config")
 
-// WithBuckets sets the latency histogram's upper bounds in seconds. NewCollector
-// copies them, sorts them, drops duplicates, NaN and +Inf (always implied); if
-// none are left it uses DefaultBuckets.
-func WithBuckets(b []float64) Option { return func(o *options) { o.buckets = b } }
+var namespaceRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
 // Collector counts Limiter events as Prometheus series. Create it with
 // NewCollector; the zero value is not usable. It is safe for concurrent use, and
@@ -79,17 +80,23 @@ func WithBuckets(b []float64) Option { return func(o *options) { o.buckets = b }
 //	ratelimit_lockouts_total{limiter,algorithm}           lockouts started (Config.BlockFor)
 //	ratelimit_deny_cache_hits_total{limiter,algorithm}    decisions answered by the local deny cache
 //	ratelimit_redis_duration_seconds{limiter,algorithm}   time in Redis per call (histogram)
+//	ratelimit_adapter_decisions_total{limiter,algorithm,outcome}  an adapter's OnFailure decisions
+//	ratelimit_invalid_costs_total{limiter,algorithm}      requests an adapter refused for their cost
 //
 // outcome is ratelimit.Outcome.String(): allowed, denied, locked_out,
-// failed_open, failed_closed, failed_local or error. Allowed calls have their
+// failed_open, failed_closed, failed_local, shadow_denied (Config.Shadow:
+// would have been denied, admitted) or error. Allowed calls have their
 // own series, so a deny ratio needs no subtraction. Peeks consume nothing and
 // are not decisions: they have their own counter, as do refunds, so a page
 // that peeks before it allows does not count twice. Every outcome and error
 // kind series of a limiter exists, at zero, from the limiter's first event.
 //
-// An event's Err counts as a Redis error only if the event spent time in Redis
-// (Duration > 0): the middleware reports OnError decisions with the error the
-// limiter has already reported, and errors of a key function are not Redis's.
+// Each decision is counted once, by its Event's Source: a limiter's own
+// events (ratelimit.SourceLimiter) go to decisions_total and their errors to
+// redis_errors_total; an adapter's (ratelimit.SourceAdapter: the middleware's
+// OnFailure after the limiter's error event, a refused cost) go to
+// adapter_decisions_total and invalid_costs_total, never to the limiter's
+// series, which have already counted the call.
 type Collector struct {
 	decisions *prometheus.CounterVec
 	peeks     *prometheus.CounterVec
@@ -99,6 +106,8 @@ type Collector struct {
 	lockouts  *prometheus.CounterVec
 	cached    *prometheus.CounterVec
 	latency   *prometheus.HistogramVec
+	adapter   *prometheus.CounterVec
+	invalid   *prometheus.CounterVec
 
 	mu     sync.Mutex                     // serialises adding a limiter
 	series atomic.Pointer[map[id]*series] // copy on write: Observe reads without locking
@@ -120,6 +129,8 @@ type series struct {
 	lockouts prometheus.Counter
 	cached   prometheus.Counter
 	latency  prometheus.Observer
+	adapter  map[ratelimit.Outcome]prometheus.Counter // failed_open, failed_closed; read only
+	invalid  prometheus.Counter
 }
 
 // maxOutcomes bounds the outcomes resolved up front (ratelimit.Outcome values
@@ -128,17 +139,29 @@ const maxOutcomes = 32
 
 // NewCollector returns a Collector with no series yet; a limiter's series
 // appear with its first event. Register it with reg.MustRegister(c) on the
-// registry you serve; NewCollector itself registers nothing.
-func NewCollector(opts ...Option) *Collector {
-	o := options{namespace: DefaultNamespace}
-	for _, f := range opts {
-		f(&o)
+// registry you serve; NewCollector itself registers nothing. It returns every
+// problem of cfg at once, each naming the field and wrapping
+// ErrInvalidConfig.
+func NewCollector(cfg Config) (*Collector, error) {
+	var errs []error
+	ns := cfg.Namespace
+	if ns == "" {
+		ns = DefaultNamespace
+	} else if !namespaceRE.MatchString(ns) {
+		errs = append(errs, fmt.Errorf("metrics: Config.Namespace = %q, must match [a-zA-Z_][a-zA-Z0-9_]*: %w", ns, ErrInvalidConfig))
 	}
-	buckets := cleanBuckets(o.buckets)
+	for i, b := range cfg.Buckets {
+		if math.IsNaN(b) || math.IsInf(b, 0) || b <= 0 {
+			errs = append(errs, fmt.Errorf("metrics: Config.Buckets[%d] = %v, must be positive and finite: %w", i, b, ErrInvalidConfig))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	buckets := cleanBuckets(cfg.Buckets)
 	if len(buckets) == 0 {
 		buckets = cleanBuckets(DefaultBuckets)
 	}
-	ns := o.namespace
 	lim := []string{"limiter", "algorithm"}
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help},
@@ -146,7 +169,7 @@ func NewCollector(opts ...Option) *Collector {
 	}
 	c := &Collector{
 		decisions: counter("decisions_total",
-			"Rate-limit decisions of Allow, AllowN (n > 0) and Wait, by outcome (allowed, denied, locked_out, failed_open, failed_closed, failed_local, error).", "outcome"),
+			"Rate-limit decisions of Allow, AllowN (n > 0) and Wait, by outcome (allowed, denied, locked_out, failed_open, failed_closed, failed_local, shadow_denied, error).", "outcome"),
 		peeks: counter("peeks_total",
 			"Peek calls (and AllowN with n = 0), which consume nothing and are not counted as decisions."),
 		refunds: counter("refunds_total",
@@ -161,9 +184,13 @@ func NewCollector(opts ...Option) *Collector {
 			"Decisions answered by the local deny cache (Config.DenyCache) with no Redis round trip; also counted in decisions_total."),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Name: "redis_duration_seconds",
 			Help: "Time a call spent in Redis, NOSCRIPT fallback included.", Buckets: buckets}, lim),
+		adapter: counter("adapter_decisions_total",
+			"Decisions an adapter (HTTP middleware, gRPC interceptor) made by its OnFailure after the limiter returned an error, by outcome (failed_open, failed_closed); the limiter's own error is in decisions_total{outcome=\"error\"}.", "outcome"),
+		invalid: counter("invalid_costs_total",
+			"Requests an adapter refused because their cost can never fit (outside 0..Burst): the caller's error, not Redis's."),
 	}
 	c.series.Store(&map[id]*series{})
-	return c
+	return c, nil
 }
 
 // cleanBuckets returns a sorted copy of b without duplicates, NaN or +Inf, so
@@ -194,7 +221,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (c *Collector) vecs() []prometheus.Collector {
-	return []prometheus.Collector{c.decisions, c.peeks, c.refunds, c.errors, c.reloads, c.lockouts, c.cached, c.latency}
+	return []prometheus.Collector{c.decisions, c.peeks, c.refunds, c.errors, c.reloads, c.lockouts, c.cached, c.latency, c.adapter, c.invalid}
 }
 
 // Observe implements ratelimit.Observer: it counts one Event. It may be called
@@ -204,6 +231,14 @@ func (c *Collector) vecs() []prometheus.Collector {
 // event spent time in Redis: deny-cache answers and middleware reports do not.
 func (c *Collector) Observe(e ratelimit.Event) {
 	s := c.seriesOf(e.Limiter, e.Algorithm)
+	if e.Source != ratelimit.SourceLimiter {
+		if errors.Is(e.Err, ratelimit.ErrInvalidCost) {
+			s.invalid.Inc()
+		} else {
+			c.adapterOutcome(s, e).Inc()
+		}
+		return
+	}
 	switch e.Op {
 	case ratelimit.OpPeek:
 		s.peeks.Inc()
@@ -214,9 +249,9 @@ func (c *Collector) Observe(e ratelimit.Event) {
 	}
 	if e.Duration > 0 {
 		s.latency.Observe(e.Duration.Seconds())
-		if e.Err != nil {
-			c.errorCounter(s, e).Inc()
-		}
+	}
+	if e.Err != nil {
+		c.errorCounter(s, e).Inc()
 	}
 	if e.ScriptReloaded {
 		s.reloads.Inc()
@@ -249,6 +284,11 @@ func (c *Collector) seriesOf(name string, alg ratelimit.Algorithm) *series {
 		lockouts: c.lockouts.WithLabelValues(name, a),
 		cached:   c.cached.WithLabelValues(name, a),
 		latency:  c.latency.WithLabelValues(name, a),
+		invalid:  c.invalid.WithLabelValues(name, a),
+		adapter: map[ratelimit.Outcome]prometheus.Counter{
+			ratelimit.OutcomeFailedOpen:   c.adapter.WithLabelValues(name, a, ratelimit.OutcomeFailedOpen.String()),
+			ratelimit.OutcomeFailedClosed: c.adapter.WithLabelValues(name, a, ratelimit.OutcomeFailedClosed.String()),
+		},
 	}
 	// Every outcome's and error kind's series exists from the start at zero, so
 	// rates, ratios and alerts work from the first denial, failure or error.
@@ -274,6 +314,14 @@ func (c *Collector) outcome(s *series, e ratelimit.Event) prometheus.Counter {
 		return s.outcomes[e.Outcome]
 	}
 	return c.decisions.WithLabelValues(e.Limiter, e.Algorithm.String(), e.Outcome.String())
+}
+
+// adapterOutcome is the adapter decisions counter for e.Outcome.
+func (c *Collector) adapterOutcome(s *series, e ratelimit.Event) prometheus.Counter {
+	if v, ok := s.adapter[e.Outcome]; ok {
+		return v
+	}
+	return c.adapter.WithLabelValues(e.Limiter, e.Algorithm.String(), e.Outcome.String())
 }
 
 // errorCounter is the errors counter for e.Err's kind; a kind newer than this

@@ -75,14 +75,32 @@ func script(t *testing.T, c *Collector) {
 		Err: redisErr("OOM command not allowed when used memory > 'maxmemory'."), Duration: time.Millisecond})
 	c.Observe(ratelimit.Event{Limiter: "api", Algorithm: ratelimit.TokenBucket, Outcome: ratelimit.OutcomeFailedOpen,
 		Err: fmt.Errorf("ratelimit: api: %w", context.DeadlineExceeded), Duration: 500 * time.Millisecond})
-	// The middleware reports its OnError decision for a call the limiter has
-	// already reported: a decision, but not a second Redis error.
+	// The middleware reports its OnFailure decision for a call the limiter has
+	// already reported: counted apart, never as a second decision or error.
 	c.Observe(ratelimit.Event{Limiter: "api", Algorithm: ratelimit.TokenBucket, Outcome: ratelimit.OutcomeFailedOpen,
-		Err: fmt.Errorf("ratelimit: api: %w", context.DeadlineExceeded)})
+		Err: fmt.Errorf("ratelimit: api: %w", context.DeadlineExceeded), Source: ratelimit.SourceAdapter})
+	c.Observe(ratelimit.Event{Limiter: "api", Algorithm: ratelimit.TokenBucket, Outcome: ratelimit.OutcomeError,
+		Err: fmt.Errorf("ratelimit: api: cost n = 1000: %w", ratelimit.ErrInvalidCost), Source: ratelimit.SourceAdapter})
+	// Shadow mode: the second call would have been denied.
+	shadow, err := ratelimit.New(rdb, ratelimit.Config{Name: "api", Limit: 1, Period: time.Minute, Observer: c, Shadow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if r, err := shadow.Allow(ctx, "shadowed"); err != nil || !r.Allowed {
+			t.Fatalf("shadow.Allow #%d = %+v, %v; want admitted", i+1, r, err)
+		}
+	}
 }
 
 const wantScript = `
-# HELP ratelimit_decisions_total Rate-limit decisions of Allow, AllowN (n > 0) and Wait, by outcome (allowed, denied, locked_out, failed_open, failed_closed, failed_local, error).
+# HELP ratelimit_adapter_decisions_total Decisions an adapter (HTTP middleware, gRPC interceptor) made by its OnFailure after the limiter returned an error, by outcome (failed_open, failed_closed); the limiter's own error is in decisions_total{outcome="error"}.
+# TYPE ratelimit_adapter_decisions_total counter
+ratelimit_adapter_decisions_total{algorithm="sliding_window",limiter="login",outcome="failed_closed"} 0
+ratelimit_adapter_decisions_total{algorithm="sliding_window",limiter="login",outcome="failed_open"} 0
+ratelimit_adapter_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_closed"} 0
+ratelimit_adapter_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_open"} 1
+# HELP ratelimit_decisions_total Rate-limit decisions of Allow, AllowN (n > 0) and Wait, by outcome (allowed, denied, locked_out, failed_open, failed_closed, failed_local, shadow_denied, error).
 # TYPE ratelimit_decisions_total counter
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="allowed"} 1
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="denied"} 0
@@ -91,17 +109,23 @@ ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="fa
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="failed_local"} 0
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="failed_open"} 0
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="locked_out"} 2
-ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="allowed"} 3
+ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="shadow_denied"} 0
+ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="allowed"} 4
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="denied"} 2
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="error"} 0
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_closed"} 0
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_local"} 0
-ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_open"} 2
+ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_open"} 1
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="locked_out"} 0
+ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="shadow_denied"} 1
 # HELP ratelimit_deny_cache_hits_total Decisions answered by the local deny cache (Config.DenyCache) with no Redis round trip; also counted in decisions_total.
 # TYPE ratelimit_deny_cache_hits_total counter
 ratelimit_deny_cache_hits_total{algorithm="sliding_window",limiter="login"} 0
 ratelimit_deny_cache_hits_total{algorithm="token_bucket",limiter="api"} 1
+# HELP ratelimit_invalid_costs_total Requests an adapter refused because their cost can never fit (outside 0..Burst): the caller's error, not Redis's.
+# TYPE ratelimit_invalid_costs_total counter
+ratelimit_invalid_costs_total{algorithm="sliding_window",limiter="login"} 0
+ratelimit_invalid_costs_total{algorithm="token_bucket",limiter="api"} 1
 # HELP ratelimit_lockouts_total Lockouts started (Config.BlockFor).
 # TYPE ratelimit_lockouts_total counter
 ratelimit_lockouts_total{algorithm="sliding_window",limiter="login"} 1
@@ -145,10 +169,10 @@ ratelimit_script_reloads_total{algorithm="token_bucket",limiter="api"} 2
 // TestCollectAndCompare checks the exact exposition of every counter after a
 // scripted sequence of decisions on miniredis.
 func TestCollectAndCompare(t *testing.T) {
-	c := NewCollector()
+	c := mustCollector(t, Config{})
 	script(t, c)
 	names := []string{"ratelimit_decisions_total", "ratelimit_deny_cache_hits_total", "ratelimit_lockouts_total", "ratelimit_peeks_total",
-		"ratelimit_redis_errors_total", "ratelimit_refunds_total", "ratelimit_script_reloads_total"}
+		"ratelimit_redis_errors_total", "ratelimit_refunds_total", "ratelimit_script_reloads_total", "ratelimit_adapter_decisions_total", "ratelimit_invalid_costs_total"}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(wantScript), names...); err != nil {
 		t.Error(err)
 	}
@@ -177,23 +201,24 @@ func TestCollectAndCompare(t *testing.T) {
 			}
 		}
 	}
-	// api: 3 Allow calls to Redis, Peek, Refund, Allow after the flush, the failed call.
-	if counts["api"] != 7 || counts["login"] != 4 {
-		t.Errorf("latency observations %v, want api 7 and login 4", counts)
+	// api: 3 Allow calls to Redis, Peek, Refund, Allow after the flush, the
+	// failed call, 2 shadow calls.
+	if counts["api"] != 9 || counts["login"] != 4 {
+		t.Errorf("latency observations %v, want api 9 and login 4", counts)
 	}
 }
 
 func TestLint(t *testing.T) {
-	for _, opts := range [][]Option{nil, {WithNamespace("auth"), WithBuckets([]float64{0.01, 0.001})}} {
-		c := NewCollector(opts...)
+	for _, cfg := range []Config{{}, {Namespace: "auth", Buckets: []float64{0.01, 0.001}}} {
+		c := mustCollector(t, cfg)
 		script(t, c)
 		problems, err := testutil.CollectAndLint(c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		// 2 limiters × (7 outcomes + 10 error kinds + 6 other series).
-		if n := testutil.CollectAndCount(c); n != 46 {
-			t.Errorf("CollectAndCount = %d, want 46: the scripted series", n)
+		// 2 limiters × (8 outcomes + 10 error kinds + 2 adapter outcomes + 7 other series).
+		if n := testutil.CollectAndCount(c); n != 54 {
+			t.Errorf("CollectAndCount = %d, want 54: the scripted series", n)
 		}
 		for _, p := range problems {
 			t.Errorf("lint: %s: %s", p.Metric, p.Text)
@@ -202,11 +227,18 @@ func TestLint(t *testing.T) {
 }
 
 func TestNamespaceAndBuckets(t *testing.T) {
-	// Unsorted, duplicated, NaN and +Inf: cleaned, so Observe cannot panic.
-	c := NewCollector(WithNamespace("auth"), WithBuckets([]float64{0.01, math.Inf(+1), 0.001, math.NaN(), 0.01}))
+	// NaN, +Inf, zero and a bad namespace are refused, each named.
+	_, err := NewCollector(Config{Namespace: "a-b", Buckets: []float64{0.01, math.Inf(+1), math.NaN(), 0}})
+	for _, want := range []string{"Config.Namespace = \"a-b\"", "Config.Buckets[1] = +Inf", "Config.Buckets[2] = NaN", "Config.Buckets[3] = 0"} {
+		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("NewCollector with bad fields = %v, want it to name %s", err, want)
+		}
+	}
+	// Unsorted and duplicated: cleaned.
+	c := mustCollector(t, Config{Namespace: "auth", Buckets: []float64{0.01, 0.001, 0.01}})
 	c.Observe(ratelimit.Event{Limiter: "x", Outcome: ratelimit.OutcomeAllowed, Duration: 2 * time.Millisecond})
-	if n := testutil.CollectAndCount(c, "auth_decisions_total"); n != 7 {
-		t.Errorf("auth_decisions_total has %d series, want one per outcome (7)", n)
+	if n := testutil.CollectAndCount(c, "auth_decisions_total"); n != 8 {
+		t.Errorf("auth_decisions_total has %d series, want one per outcome (8)", n)
 	}
 	if n := testutil.CollectAndCount(c, "ratelimit_decisions_total"); n != 0 {
 		t.Errorf("ratelimit_decisions_total has %d series with namespace auth, want 0", n)
@@ -226,7 +258,7 @@ auth_redis_duration_seconds_count{algorithm="token_bucket",limiter="x"} 1
 
 	// Defaults: 50µs..1s, and a later change to DefaultBuckets changes nothing.
 	saved := DefaultBuckets
-	c = NewCollector(WithBuckets([]float64{math.NaN()}))
+	c = mustCollector(t, Config{})
 	DefaultBuckets = []float64{1}
 	defer func() { DefaultBuckets = saved }()
 	c.Observe(ratelimit.Event{Limiter: "x", Outcome: ratelimit.OutcomeAllowed, Duration: 70 * time.Microsecond})
@@ -288,7 +320,7 @@ func TestErrorKinds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := NewCollector()
+			c := mustCollector(t, Config{})
 			c.Observe(ratelimit.Event{Limiter: "api", Outcome: ratelimit.OutcomeFailedOpen, Err: tt.err, Duration: time.Millisecond})
 			if got := testutil.ToFloat64(c.errors.WithLabelValues("api", "token_bucket", tt.want)); got != 1 {
 				t.Errorf("Observe(Err: %v): %s errors = %v, want 1", tt.err, tt.want, got)
@@ -323,7 +355,7 @@ func sumCounter(t *testing.T, c prometheus.Collector, name string) float64 {
 }
 
 func TestObserveDoesNotAllocate(t *testing.T) {
-	c := NewCollector()
+	c := mustCollector(t, Config{})
 	events := []ratelimit.Event{
 		{Limiter: "api", Outcome: ratelimit.OutcomeAllowed, Duration: time.Millisecond},
 		{Limiter: "api", Outcome: ratelimit.OutcomeDenied, Duration: time.Millisecond},
@@ -333,7 +365,7 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 		{Limiter: "api", Op: ratelimit.OpRefund, Outcome: ratelimit.OutcomeAllowed, Duration: time.Millisecond},
 		{Limiter: "login", Algorithm: ratelimit.SlidingWindow, Outcome: ratelimit.OutcomeAllowed, Duration: time.Millisecond},
 		// The middleware's report of a failure: no Redis error to classify.
-		{Limiter: "api", Outcome: ratelimit.OutcomeFailedOpen, Err: context.DeadlineExceeded},
+		{Limiter: "api", Outcome: ratelimit.OutcomeFailedOpen, Err: context.DeadlineExceeded, Source: ratelimit.SourceAdapter},
 	}
 	for _, e := range events {
 		c.Observe(e) // create the series
@@ -358,7 +390,7 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 // TestConcurrentObserve counts events from many goroutines while Collect runs:
 // no event is lost (run with -race).
 func TestConcurrentObserve(t *testing.T) {
-	c := NewCollector()
+	c := mustCollector(t, Config{})
 	const goroutines, each = 8, 2000
 	names := []string{"l0", "l1", "l2", "l3", "l4"}
 	stop := make(chan struct{})
@@ -409,7 +441,7 @@ func TestConcurrentObserve(t *testing.T) {
 // empty script cache shows as NOSCRIPT fallbacks.
 func TestRealRedisDown(t *testing.T) {
 	s := redistest.Start(t)
-	c := NewCollector()
+	c := mustCollector(t, Config{})
 	rdb := s.Client(t)
 	policies := []ratelimit.FailurePolicy{ratelimit.FailError, ratelimit.FailOpen, ratelimit.FailClosed}
 	lims := make([]*ratelimit.Limiter, len(policies))
@@ -550,7 +582,7 @@ func TestAllowWithCollectorAddsNoAllocation(t *testing.T) {
 		lim.Allow(ctx, "k")
 		return testing.AllocsPerRun(1000, func() { lim.Allow(ctx, "k") })
 	}
-	c := NewCollector()
+	c := mustCollector(t, Config{})
 	without, with := allocs(nil), allocs(c)
 	if with != without {
 		t.Errorf("Allow allocates %v times with a Collector, %v without; want the same", with, without)
@@ -558,4 +590,14 @@ func TestAllowWithCollectorAddsNoAllocation(t *testing.T) {
 	if got := testutil.ToFloat64(c.decisions.WithLabelValues("api", "token_bucket", "allowed")); got < 1000 {
 		t.Errorf("allowed decisions = %v, want the calls counted", got)
 	}
+}
+
+// mustCollector is NewCollector that fails the test on error.
+func mustCollector(t testing.TB, cfg Config) *Collector {
+	t.Helper()
+	c, err := NewCollector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -611,7 +611,7 @@ func (m *Middleware) observe(i int, o ratelimit.Outcome, err error) {
 		return
 	}
 	lc := m.limiters[i].Config()
-	m.observer.Observe(ratelimit.Event{Limiter: lc.Name, Algorithm: lc.Algorithm, Outcome: o, Op: ratelimit.OpAllow, Err: err})
+	m.observer.Observe(ratelimit.Event{Limiter: lc.Name, Algorithm: lc.Algorithm, Outcome: o, Op: ratelimit.OpAllow, Err: err, Source: ratelimit.SourceAdapter})
 }
 
 // refund gives back cost to every limiter in taken that admitted the request.

@@ -72,8 +72,8 @@ func (k *keyFlags) check(needLimit bool) error {
 	if !k.keySet {
 		errs = append(errs, errors.New("-key is required"))
 	}
-	if needLimit && k.limit.limit == 0 {
-		errs = append(errs, errors.New("-limit is required, e.g. -limit 100/1m"))
+	if k.limit.limit == 0 {
+		errs = append(errs, errors.New("-limit is required, e.g. -limit 100/1m: the limit's Period is part of the key's name"))
 	}
 	return errors.Join(errs...)
 }
@@ -88,9 +88,6 @@ func (k *keyFlags) limiter(c *conn) (*ratelimit.Limiter, error) {
 		Burst:     k.burst,
 		KeyPrefix: k.prefix,
 		Timeout:   2 * time.Second,
-	}
-	if cfg.Limit == 0 { // reset without -limit: only the key matters
-		cfg.Limit, cfg.Period = 1, time.Second
 	}
 	return ratelimit.New(c.client, cfg)
 }

@@ -131,7 +131,10 @@ func TestInspectReset(t *testing.T) {
 			t.Errorf("inspect with the default prefix = %d:\n%s", code, stdout)
 		}
 
-		code, stdout, stderr := runCmd(t, "reset", "-redis", b.url, "-name", "login-user", "-prefix", "t:", "-key", "alice")
+		if code, _, _ := runCmd(t, "reset", "-redis", b.url, "-name", "login-user", "-prefix", "t:", "-key", "alice"); code != exitUsage {
+			t.Errorf("reset without -limit = %d, want %d (the Period names the key)", code, exitUsage)
+		}
+		code, stdout, stderr := runCmd(t, "reset", "-redis", b.url, "-name", "login-user", "-prefix", "t:", "-limit", "3/15m", "-key", "alice")
 		if code != exitOK || !strings.Contains(stdout, `key "alice" of limiter "login-user" is fresh again`) {
 			t.Fatalf("reset = %d, stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 		}
@@ -142,10 +145,10 @@ func TestInspectReset(t *testing.T) {
 		if got.Locked() || !got.Allowed || got.Remaining != fresh.Remaining {
 			t.Errorf("after reset: Peek = %+v, want fresh %+v", got, fresh)
 		}
-		// With -limit, reset shows the state afterwards.
-		code, stdout, _ = runCmd(t, append([]string{"reset"}, flags...)...)
-		if code != exitOK || field(t, stdout, "locked") != "no" {
-			t.Errorf("reset with -limit = %d:\n%s", code, stdout)
+		// A second reset finds nothing: it says so and exits 1.
+		code, _, stderr = runCmd(t, append([]string{"reset"}, flags...)...)
+		if code != exitFail || !strings.Contains(stderr, "nothing was changed") {
+			t.Errorf("reset of a fresh key = %d:\n%s", code, stderr)
 		}
 	})
 }

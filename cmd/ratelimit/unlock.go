@@ -13,13 +13,17 @@ import (
 )
 
 const unlockUsage = `Usage:
-  ratelimit unlock -redis URL [-name login] [-secret-env VAR] -user USERNAME [-ip ADDR,...]
+  ratelimit unlock -redis URL [-name login] [-secret-env VAR] [-login-limit N/PERIOD] -user USERNAME [-ip ADDR,...]
 
 Unlocks a user of the login protection (package login): clears the username's
 budget, lockout and escalation history, and for each address given the
 (username, address) pair's. Addresses' own budgets are not touched. Usernames
 are hashed into Redis keys, so give the Guard's Name and, if it uses one, its
-Secret (read from the environment variable named by -secret-env).
+Secret (read from the environment variable named by -secret-env). A budget's
+Period is part of its key: give -login-limit when the Guard's User and Pair
+budgets are not the defaults (the demo server's -login-limit, say). When it
+finds nothing to clear, it says so and exits 1: the likely causes are a wrong
+-name, a missing -secret-env or another -login-limit.
 
 Examples:
   # the demo server's login protection
@@ -34,6 +38,7 @@ type unlockConfig struct {
 	secretEnv string
 	user      string
 	ips       string
+	limit     limitFlag
 }
 
 func (u *unlockConfig) register(fs *flag.FlagSet) {
@@ -42,6 +47,7 @@ func (u *unlockConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&u.secretEnv, "secret-env", "", "environment `variable` holding login.Config.Secret, if the Guard has one")
 	fs.StringVar(&u.user, "user", "", "the `username` to unlock, as users type it (required)")
 	fs.StringVar(&u.ips, "ip", "", "comma-separated client `keys` whose pair state to clear, as the Guard sees them (an IPv4 address or an IPv6 /64)")
+	fs.Var(&u.limit, "login-limit", "the Guard's User and Pair budgets, `count/period`, as the demo's serve -login-limit sets them (default: login.DefaultUser and login.DefaultPair)")
 }
 
 func runUnlock(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -58,6 +64,10 @@ func runUnlock(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return usageError(stderr, "unlock", errors.New("no Redis: give -redis redis://host:port, set "+redisURLEnv+", or give -cluster host:port,..."))
 	}
 	cfg := login.Config{Name: u.name}
+	if u.limit.limit > 0 {
+		ll := login.Limit{Limit: u.limit.limit, Period: u.limit.period, BlockFor: u.limit.period}
+		cfg.User, cfg.Pair = ll, ll
+	}
 	if u.secretEnv != "" {
 		s := os.Getenv(u.secretEnv)
 		if s == "" {

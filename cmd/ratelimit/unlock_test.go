@@ -20,7 +20,11 @@ func TestUnlockCommand(t *testing.T) {
 	if resp, _ := postLogin(t, srv.URL, formType, "username=demo&password="+demoPassword); resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("right password while locked = %d, want 429", resp.StatusCode)
 	}
-	code, stdout, stderr := runCmd(t, "unlock", "-redis", "redis://"+m.Addr(), "-user", " DEMO ", "-ip", "127.0.0.1")
+	// Without the demo's budgets the keys are not found: nothing changes, exit 1.
+	if code, _, stderr := runCmd(t, "unlock", "-redis", "redis://"+m.Addr(), "-user", " DEMO ", "-ip", "127.0.0.1"); code != exitFail || !strings.Contains(stderr, "nothing was changed") {
+		t.Errorf("unlock without -login-limit = %d, %s; want exit 1 saying nothing was changed", code, stderr)
+	}
+	code, stdout, stderr := runCmd(t, "unlock", "-redis", "redis://"+m.Addr(), "-login-limit", "2/15m", "-user", " DEMO ", "-ip", "127.0.0.1")
 	if code != exitOK || !strings.Contains(stdout, "unlocked") {
 		t.Fatalf("unlock = %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
 	}
