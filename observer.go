@@ -78,10 +78,24 @@ type Event struct {
 	// Cached reports whether the local deny cache (Config.DenyCache) answered
 	// the call, with no Redis round trip.
 	Cached bool
+	// ByCaller reports whether a caller of the Limiter made this decision with
+	// its own failure policy, not the Limiter: package middleware sets it when
+	// its OnFailure decides a request whose key function or AllowN returned an
+	// error. The Limiter never sets it. For an AllowN error the Limiter has
+	// already reported the call (Outcome OutcomeError), so an Observer that
+	// counts calls must count a ByCaller event apart, not as a second call of
+	// the Limiter; its Err is the error already reported (or the key function's)
+	// and not a new Redis error, and its Duration is zero. A decision the
+	// Limiter's own Config.OnFailure made has ByCaller false: it is the only
+	// event of its call.
+	ByCaller bool
 	// Duration is the time spent in Redis calls, including a NOSCRIPT fallback.
+	// It is zero when no Redis call was made (Cached, ByCaller).
 	Duration time.Duration
 	// Err is the error from Redis, if any. With a failure policy (FailOpen,
-	// FailClosed) Err is set while the call itself returned a decision and no error.
+	// FailClosed, FailLocal) Err is set while the call itself returned a
+	// decision and no error; Outcome is OutcomeError only when the call
+	// returned Err.
 	Err error
 }
 

@@ -72,6 +72,7 @@ func WithBuckets(b []float64) Option { return func(o *options) { o.buckets = b }
 // Config.Algorithm.String()):
 //
 //	ratelimit_decisions_total{limiter,algorithm,outcome}  decisions of Allow, AllowN (n > 0) and Wait
+//	ratelimit_caller_decisions_total{limiter,algorithm,outcome}  a caller's failure-policy decisions (below)
 //	ratelimit_peeks_total{limiter,algorithm}              Peek and AllowN(…, 0) calls
 //	ratelimit_refunds_total{limiter,algorithm}            Refund calls
 //	ratelimit_redis_errors_total{limiter,algorithm,kind}  Redis errors by ratelimit.ErrorKind
@@ -87,11 +88,19 @@ func WithBuckets(b []float64) Option { return func(o *options) { o.buckets = b }
 // that peeks before it allows does not count twice. Every outcome and error
 // kind series of a limiter exists, at zero, from the limiter's first event.
 //
-// An event's Err counts as a Redis error only if the event spent time in Redis
-// (Duration > 0): the middleware reports OnError decisions with the error the
-// limiter has already reported, and errors of a key function are not Redis's.
+// A decision a caller made with its own failure policy (an Event with
+// ByCaller set, as package middleware reports them) is counted once, in
+//
+//	ratelimit_caller_decisions_total{limiter,algorithm,outcome}  failed_open or failed_closed
+//
+// and nowhere else: not in decisions_total, where the limiter has already
+// counted its failed call as outcome "error", and not in redis_errors_total,
+// where the limiter has counted its error (a key function's error is not
+// Redis's). So every decision is counted once: decisions_total counts the
+// limiter's calls, caller_decisions_total what callers did when a call failed.
 type Collector struct {
 	decisions *prometheus.CounterVec
+	callers   *prometheus.CounterVec
 	peeks     *prometheus.CounterVec
 	refunds   *prometheus.CounterVec
 	errors    *prometheus.CounterVec
@@ -113,6 +122,7 @@ type id struct {
 // series are one limiter's resolved counters, so Observe does no label lookups.
 type series struct {
 	outcomes []prometheus.Counter          // by ratelimit.Outcome, every known outcome
+	callers  []prometheus.Counter          // by ratelimit.Outcome, failed_open and failed_closed (others nil)
 	errs     map[string]prometheus.Counter // by kind, every kind in errorKinds; read only
 	peeks    prometheus.Counter
 	refunds  prometheus.Counter
@@ -147,6 +157,8 @@ func NewCollector(opts ...Option) *Collector {
 	c := &Collector{
 		decisions: counter("decisions_total",
 			"Rate-limit decisions of Allow, AllowN (n > 0) and Wait, by outcome (allowed, denied, locked_out, failed_open, failed_closed, failed_local, error).", "outcome"),
+		callers: counter("caller_decisions_total",
+			"Decisions a caller of the limiter (the HTTP middleware) made with its own failure policy because the limiter's key function or call failed, by outcome (failed_open, failed_closed); the failed call itself is counted in decisions_total as outcome error.", "outcome"),
 		peeks: counter("peeks_total",
 			"Peek calls (and AllowN with n = 0), which consume nothing and are not counted as decisions."),
 		refunds: counter("refunds_total",
@@ -194,29 +206,33 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (c *Collector) vecs() []prometheus.Collector {
-	return []prometheus.Collector{c.decisions, c.peeks, c.refunds, c.errors, c.reloads, c.lockouts, c.cached, c.latency}
+	return []prometheus.Collector{c.decisions, c.callers, c.peeks, c.refunds, c.errors, c.reloads, c.lockouts, c.cached, c.latency}
 }
 
 // Observe implements ratelimit.Observer: it counts one Event. It may be called
 // concurrently. A limiter's first event creates its series (under a lock that
 // Collect may hold briefly); after that Observe takes no lock, so it never
 // waits for a scrape. Duration goes into the latency histogram only when the
-// event spent time in Redis: deny-cache answers and middleware reports do not.
+// event spent time in Redis: deny-cache answers and ByCaller events do not.
 func (c *Collector) Observe(e ratelimit.Event) {
 	s := c.seriesOf(e.Limiter, e.Algorithm)
+	if e.ByCaller {
+		c.outcomeOf(s.callers, c.callers, e).Inc()
+		return
+	}
 	switch e.Op {
 	case ratelimit.OpPeek:
 		s.peeks.Inc()
 	case ratelimit.OpRefund:
 		s.refunds.Inc()
 	default:
-		c.outcome(s, e).Inc()
+		c.outcomeOf(s.outcomes, c.decisions, e).Inc()
 	}
 	if e.Duration > 0 {
 		s.latency.Observe(e.Duration.Seconds())
-		if e.Err != nil {
-			c.errorCounter(s, e).Inc()
-		}
+	}
+	if e.Err != nil {
+		c.errorCounter(s, e).Inc()
 	}
 	if e.ScriptReloaded {
 		s.reloads.Inc()
@@ -255,6 +271,11 @@ func (c *Collector) seriesOf(name string, alg ratelimit.Algorithm) *series {
 	for o := ratelimit.Outcome(0); o < maxOutcomes && o.String() != "unknown"; o++ {
 		s.outcomes = append(s.outcomes, c.decisions.WithLabelValues(name, a, o.String()))
 	}
+	// A caller decides only by failing open or closed: those two exist at zero.
+	s.callers = make([]prometheus.Counter, ratelimit.OutcomeFailedClosed+1)
+	for _, o := range []ratelimit.Outcome{ratelimit.OutcomeFailedOpen, ratelimit.OutcomeFailedClosed} {
+		s.callers[o] = c.callers.WithLabelValues(name, a, o.String())
+	}
 	for _, kind := range errorKinds {
 		s.errs[kind] = c.errors.WithLabelValues(name, a, kind)
 	}
@@ -267,13 +288,14 @@ func (c *Collector) seriesOf(name string, alg ratelimit.Algorithm) *series {
 	return s
 }
 
-// outcome is the decisions counter for e.Outcome; an outcome newer than this
-// package is looked up by label (slower, but counted).
-func (c *Collector) outcome(s *series, e ratelimit.Event) prometheus.Counter {
-	if int(e.Outcome) < len(s.outcomes) {
-		return s.outcomes[e.Outcome]
+// outcomeOf is the counter of vec for e.Outcome, from resolved (one per known
+// outcome); an outcome newer than this package is looked up by label (slower,
+// but counted).
+func (c *Collector) outcomeOf(resolved []prometheus.Counter, vec *prometheus.CounterVec, e ratelimit.Event) prometheus.Counter {
+	if int(e.Outcome) < len(resolved) && resolved[e.Outcome] != nil {
+		return resolved[e.Outcome]
 	}
-	return c.decisions.WithLabelValues(e.Limiter, e.Algorithm.String(), e.Outcome.String())
+	return vec.WithLabelValues(e.Limiter, e.Algorithm.String(), e.Outcome.String())
 }
 
 // errorCounter is the errors counter for e.Err's kind; a kind newer than this

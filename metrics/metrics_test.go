@@ -75,13 +75,22 @@ func script(t *testing.T, c *Collector) {
 		Err: redisErr("OOM command not allowed when used memory > 'maxmemory'."), Duration: time.Millisecond})
 	c.Observe(ratelimit.Event{Limiter: "api", Algorithm: ratelimit.TokenBucket, Outcome: ratelimit.OutcomeFailedOpen,
 		Err: fmt.Errorf("ratelimit: api: %w", context.DeadlineExceeded), Duration: 500 * time.Millisecond})
-	// The middleware reports its OnError decision for a call the limiter has
-	// already reported: a decision, but not a second Redis error.
+	// A limiter with no failure policy returns its error; the middleware then
+	// fails open and reports that with ByCaller: counted once, in
+	// caller_decisions_total, not as a second decision or Redis error.
+	c.Observe(ratelimit.Event{Limiter: "api", Algorithm: ratelimit.TokenBucket, Outcome: ratelimit.OutcomeError,
+		Err: fmt.Errorf("ratelimit: api: %w", context.DeadlineExceeded), Duration: 500 * time.Millisecond})
 	c.Observe(ratelimit.Event{Limiter: "api", Algorithm: ratelimit.TokenBucket, Outcome: ratelimit.OutcomeFailedOpen,
-		Err: fmt.Errorf("ratelimit: api: %w", context.DeadlineExceeded)})
+		Err: fmt.Errorf("ratelimit: api: %w", context.DeadlineExceeded), ByCaller: true})
 }
 
 const wantScript = `
+# HELP ratelimit_caller_decisions_total Decisions a caller of the limiter (the HTTP middleware) made with its own failure policy because the limiter's key function or call failed, by outcome (failed_open, failed_closed); the failed call itself is counted in decisions_total as outcome error.
+# TYPE ratelimit_caller_decisions_total counter
+ratelimit_caller_decisions_total{algorithm="sliding_window",limiter="login",outcome="failed_closed"} 0
+ratelimit_caller_decisions_total{algorithm="sliding_window",limiter="login",outcome="failed_open"} 0
+ratelimit_caller_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_closed"} 0
+ratelimit_caller_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_open"} 1
 # HELP ratelimit_decisions_total Rate-limit decisions of Allow, AllowN (n > 0) and Wait, by outcome (allowed, denied, locked_out, failed_open, failed_closed, failed_local, error).
 # TYPE ratelimit_decisions_total counter
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="allowed"} 1
@@ -93,10 +102,10 @@ ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="fa
 ratelimit_decisions_total{algorithm="sliding_window",limiter="login",outcome="locked_out"} 2
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="allowed"} 3
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="denied"} 2
-ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="error"} 0
+ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="error"} 1
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_closed"} 0
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_local"} 0
-ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_open"} 2
+ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="failed_open"} 1
 ratelimit_decisions_total{algorithm="token_bucket",limiter="api",outcome="locked_out"} 0
 # HELP ratelimit_deny_cache_hits_total Decisions answered by the local deny cache (Config.DenyCache) with no Redis round trip; also counted in decisions_total.
 # TYPE ratelimit_deny_cache_hits_total counter
@@ -130,7 +139,7 @@ ratelimit_redis_errors_total{algorithm="token_bucket",kind="noperm",limiter="api
 ratelimit_redis_errors_total{algorithm="token_bucket",kind="oom",limiter="api"} 0
 ratelimit_redis_errors_total{algorithm="token_bucket",kind="other",limiter="api"} 0
 ratelimit_redis_errors_total{algorithm="token_bucket",kind="reply",limiter="api"} 0
-ratelimit_redis_errors_total{algorithm="token_bucket",kind="timeout",limiter="api"} 1
+ratelimit_redis_errors_total{algorithm="token_bucket",kind="timeout",limiter="api"} 2
 ratelimit_redis_errors_total{algorithm="token_bucket",kind="unavailable",limiter="api"} 0
 # HELP ratelimit_refunds_total Refund calls, which give units back.
 # TYPE ratelimit_refunds_total counter
@@ -147,7 +156,7 @@ ratelimit_script_reloads_total{algorithm="token_bucket",limiter="api"} 2
 func TestCollectAndCompare(t *testing.T) {
 	c := NewCollector()
 	script(t, c)
-	names := []string{"ratelimit_decisions_total", "ratelimit_deny_cache_hits_total", "ratelimit_lockouts_total", "ratelimit_peeks_total",
+	names := []string{"ratelimit_caller_decisions_total", "ratelimit_decisions_total", "ratelimit_deny_cache_hits_total", "ratelimit_lockouts_total", "ratelimit_peeks_total",
 		"ratelimit_redis_errors_total", "ratelimit_refunds_total", "ratelimit_script_reloads_total"}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(wantScript), names...); err != nil {
 		t.Error(err)
@@ -177,9 +186,9 @@ func TestCollectAndCompare(t *testing.T) {
 			}
 		}
 	}
-	// api: 3 Allow calls to Redis, Peek, Refund, Allow after the flush, the failed call.
-	if counts["api"] != 7 || counts["login"] != 4 {
-		t.Errorf("latency observations %v, want api 7 and login 4", counts)
+	// api: 3 Allow calls to Redis, Peek, Refund, Allow after the flush, the two failed calls.
+	if counts["api"] != 8 || counts["login"] != 4 {
+		t.Errorf("latency observations %v, want api 8 and login 4", counts)
 	}
 }
 
@@ -191,9 +200,9 @@ func TestLint(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// 2 limiters × (7 outcomes + 10 error kinds + 6 other series).
-		if n := testutil.CollectAndCount(c); n != 46 {
-			t.Errorf("CollectAndCount = %d, want 46: the scripted series", n)
+		// 2 limiters × (7 outcomes + 2 caller outcomes + 10 error kinds + 6 other series).
+		if n := testutil.CollectAndCount(c); n != 50 {
+			t.Errorf("CollectAndCount = %d, want 50: the scripted series", n)
 		}
 		for _, p := range problems {
 			t.Errorf("lint: %s: %s", p.Metric, p.Text)
@@ -333,7 +342,7 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 		{Limiter: "api", Op: ratelimit.OpRefund, Outcome: ratelimit.OutcomeAllowed, Duration: time.Millisecond},
 		{Limiter: "login", Algorithm: ratelimit.SlidingWindow, Outcome: ratelimit.OutcomeAllowed, Duration: time.Millisecond},
 		// The middleware's report of a failure: no Redis error to classify.
-		{Limiter: "api", Outcome: ratelimit.OutcomeFailedOpen, Err: context.DeadlineExceeded},
+		{Limiter: "api", Outcome: ratelimit.OutcomeFailedOpen, Err: context.DeadlineExceeded, ByCaller: true},
 	}
 	for _, e := range events {
 		c.Observe(e) // create the series
