@@ -20,7 +20,7 @@ const (
 	KindBusy        = "busy"        // another client's script runs too long (BUSY)
 	KindLoading     = "loading"     // Redis is loading its dataset (LOADING)
 	KindUnavailable = "unavailable" // no writable primary: READONLY, MASTERDOWN, CLUSTERDOWN, TRYAGAIN
-	KindDenied      = "noperm"      // ACLs forbid a command or key (NOPERM, script ACL errors)
+	KindNoPerm      = "noperm"      // ACLs forbid a command or key (NOPERM, script ACL errors); not a denial by the limit
 	KindReply       = "reply"       // a reply of the wrong shape (ErrUnexpectedReply)
 	KindOther       = "other"
 )
@@ -46,10 +46,10 @@ func ErrorKind(err error) string {
 		case "READONLY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "NOREPLICAS":
 			return KindUnavailable
 		case "NOPERM":
-			return KindDenied
+			return KindNoPerm
 		}
 		if strings.Contains(msg, "user executing the script can't") {
-			return KindDenied
+			return KindNoPerm
 		}
 		if strings.Contains(msg, "OOM command not allowed") {
 			return KindOOM

@@ -40,7 +40,7 @@ var DefaultBuckets = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, 
 // its first event, at zero, so the first error of a kind shows in rate().
 var errorKinds = []string{
 	ratelimit.KindTimeout, ratelimit.KindCanceled, ratelimit.KindConnection, ratelimit.KindOOM,
-	ratelimit.KindBusy, ratelimit.KindLoading, ratelimit.KindUnavailable, ratelimit.KindDenied,
+	ratelimit.KindBusy, ratelimit.KindLoading, ratelimit.KindUnavailable, ratelimit.KindNoPerm,
 	ratelimit.KindReply, ratelimit.KindOther,
 }
 
