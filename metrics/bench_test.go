@@ -14,7 +14,7 @@ import (
 )
 
 func BenchmarkObserve(b *testing.B) {
-	c := NewCollector()
+	c := mustCollector(b, Config{})
 	e := ratelimit.Event{Limiter: "api", Outcome: ratelimit.OutcomeAllowed, Duration: 300 * time.Microsecond}
 	c.Observe(e)
 	b.ReportAllocs()
@@ -24,7 +24,7 @@ func BenchmarkObserve(b *testing.B) {
 }
 
 func BenchmarkObserveParallel(b *testing.B) {
-	c := NewCollector()
+	c := mustCollector(b, Config{})
 	e := ratelimit.Event{Limiter: "api", Outcome: ratelimit.OutcomeDenied, Duration: 300 * time.Microsecond}
 	c.Observe(e)
 	b.ReportAllocs()
@@ -57,7 +57,7 @@ func BenchmarkAllow(b *testing.B) {
 		for _, tc := range []struct {
 			name     string
 			observer ratelimit.Observer
-		}{{"observer=none", nil}, {"observer=collector", NewCollector()}} {
+		}{{"observer=none", nil}, {"observer=collector", mustCollector(b, Config{})}} {
 			b.Run(backend.name+"/"+tc.name, func(b *testing.B) {
 				lim, err := ratelimit.New(backend.client, ratelimit.Config{Name: "api", Limit: 1 << 20, Period: time.Hour, Observer: tc.observer})
 				if err != nil {

@@ -25,7 +25,10 @@ func ExampleNewCollector() {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
 	defer rdb.Close()
 
-	collector := metrics.NewCollector()
+	collector, err := metrics.NewCollector(metrics.Config{}) // Config{Namespace: "auth"} names them auth_*
+	if err != nil {
+		panic(err)
+	}
 	reg := prometheus.NewRegistry() // serve it with promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	reg.MustRegister(collector)
 

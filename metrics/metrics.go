@@ -4,7 +4,7 @@
 // as Config.Observer of every Limiter (and middleware.Config.Observer), and
 // register it on the registry you serve. It never touches the default registry.
 //
-//	c := metrics.NewCollector()
+//	c, err := metrics.NewCollector(metrics.Config{}) // or Config{Namespace: "auth"}
 //	reg := prometheus.NewRegistry()
 //	reg.MustRegister(c)
 //	lim, err := ratelimit.New(rdb, ratelimit.Config{Name: "api", Limit: 100, Period: time.Minute, Observer: c})
@@ -17,6 +17,8 @@
 package metrics
 
 import (
+	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sync"
@@ -27,7 +29,7 @@ import (
 	"github.com/seed68425060/ratelimit"
 )
 
-// DefaultNamespace is the metric name prefix used unless WithNamespace says otherwise.
+// DefaultNamespace is the metric name prefix used when Config.Namespace is empty.
 const DefaultNamespace = "ratelimit"
 
 // DefaultBuckets are the latency histogram's default upper bounds in seconds:
@@ -44,24 +46,58 @@ var errorKinds = []string{
 	ratelimit.KindReply, ratelimit.KindOther,
 }
 
-// Option configures a Collector; see WithNamespace and WithBuckets.
-type Option func(*options)
+// Config configures a Collector. The zero value is ready to use: the series
+// are named ratelimit_* and the latency histogram has DefaultBuckets.
+type Config struct {
+	// Namespace is the metric name prefix: "auth" gives auth_decisions_total,
+	// to tell the limiters of two collectors in one process apart. It must
+	// match [a-zA-Z_][a-zA-Z0-9_]*. If empty, Namespace is DefaultNamespace
+	// ("ratelimit").
+	Namespace string
 
-type options struct {
-	namespace string
-	buckets   []float64
+	// Buckets are the latency histogram's upper bounds in seconds: each finite
+	// and > 0, no two equal, in any order (NewCollector sorts a copy; +Inf is
+	// always implied). If nil or empty, Buckets are DefaultBuckets, copied.
+	Buckets []float64
 }
 
-// WithNamespace sets the metric name prefix: "auth" gives auth_decisions_total.
-// The default is DefaultNamespace ("ratelimit"); an empty namespace gives
-// unprefixed names (decisions_total). It must match [a-zA-Z_][a-zA-Z0-9_]*, or
-// registering the Collector fails.
-func WithNamespace(ns string) Option { return func(o *options) { o.namespace = ns } }
+// check returns cfg's namespace and sorted buckets, or every problem at once,
+// each naming its field and wrapping ratelimit.ErrInvalidConfig.
+func (cfg Config) check() (string, []float64, error) {
+	var errs []error
+	ns := cfg.Namespace
+	if ns == "" {
+		ns = DefaultNamespace
+	} else if !validNamespace(ns) {
+		errs = append(errs, fmt.Errorf("metrics: Config.Namespace = %q, must match [a-zA-Z_][a-zA-Z0-9_]*: %w", ns, ratelimit.ErrInvalidConfig))
+	}
+	buckets := slices.Clone(cfg.Buckets)
+	if len(buckets) == 0 {
+		buckets = slices.Clone(DefaultBuckets)
+	}
+	for i, b := range cfg.Buckets {
+		if math.IsNaN(b) || math.IsInf(b, 0) || b <= 0 {
+			errs = append(errs, fmt.Errorf("metrics: Config.Buckets[%d] = %v, must be a finite number of seconds > 0: %w", i, b, ratelimit.ErrInvalidConfig))
+		}
+	}
+	slices.Sort(buckets)
+	for i := 1; i < len(buckets); i++ {
+		if buckets[i] == buckets[i-1] {
+			errs = append(errs, fmt.Errorf("metrics: Config.Buckets holds %v twice, bounds must differ: %w", buckets[i], ratelimit.ErrInvalidConfig))
+		}
+	}
+	return ns, buckets, errors.Join(errs...)
+}
 
-// WithBuckets sets the latency histogram's upper bounds in seconds. NewCollector
-// copies them, sorts them, drops duplicates, NaN and +Inf (always implied); if
-// none are left it uses DefaultBuckets.
-func WithBuckets(b []float64) Option { return func(o *options) { o.buckets = b } }
+// validNamespace reports whether ns is a Prometheus metric name prefix.
+func validNamespace(ns string) bool {
+	for i, r := range ns {
+		if !(r == '_' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || i > 0 && '0' <= r && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
 
 // Collector counts Limiter events as Prometheus series. Create it with
 // NewCollector; the zero value is not usable. It is safe for concurrent use, and
@@ -136,19 +172,16 @@ type series struct {
 // whose String is known).
 const maxOutcomes = 32
 
-// NewCollector returns a Collector with no series yet; a limiter's series
-// appear with its first event. Register it with reg.MustRegister(c) on the
-// registry you serve; NewCollector itself registers nothing.
-func NewCollector(opts ...Option) *Collector {
-	o := options{namespace: DefaultNamespace}
-	for _, f := range opts {
-		f(&o)
+// NewCollector returns a Collector configured by cfg, with no series yet; a
+// limiter's series appear with its first event. Register it with
+// reg.MustRegister(c) on the registry you serve; NewCollector itself registers
+// nothing. It returns every problem of cfg at once, each naming the field and
+// wrapping ratelimit.ErrInvalidConfig.
+func NewCollector(cfg Config) (*Collector, error) {
+	ns, buckets, err := cfg.check()
+	if err != nil {
+		return nil, err
 	}
-	buckets := cleanBuckets(o.buckets)
-	if len(buckets) == 0 {
-		buckets = cleanBuckets(DefaultBuckets)
-	}
-	ns := o.namespace
 	lim := []string{"limiter", "algorithm"}
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: name, Help: help},
@@ -175,20 +208,7 @@ func NewCollector(opts ...Option) *Collector {
 			Help: "Time a call spent in Redis, NOSCRIPT fallback included.", Buckets: buckets}, lim),
 	}
 	c.series.Store(&map[id]*series{})
-	return c
-}
-
-// cleanBuckets returns a sorted copy of b without duplicates, NaN or +Inf, so
-// the histogram never panics when a limiter's series are created.
-func cleanBuckets(b []float64) []float64 {
-	out := make([]float64, 0, len(b))
-	for _, x := range b {
-		if !math.IsNaN(x) && !math.IsInf(x, +1) {
-			out = append(out, x)
-		}
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return c, nil
 }
 
 // Describe implements prometheus.Collector.

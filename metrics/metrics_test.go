@@ -154,7 +154,7 @@ ratelimit_script_reloads_total{algorithm="token_bucket",limiter="api"} 2
 // TestCollectAndCompare checks the exact exposition of every counter after a
 // scripted sequence of decisions on miniredis.
 func TestCollectAndCompare(t *testing.T) {
-	c := NewCollector()
+	c := mustCollector(t, Config{})
 	script(t, c)
 	names := []string{"ratelimit_caller_decisions_total", "ratelimit_decisions_total", "ratelimit_deny_cache_hits_total", "ratelimit_lockouts_total", "ratelimit_peeks_total",
 		"ratelimit_redis_errors_total", "ratelimit_refunds_total", "ratelimit_script_reloads_total"}
@@ -193,8 +193,8 @@ func TestCollectAndCompare(t *testing.T) {
 }
 
 func TestLint(t *testing.T) {
-	for _, opts := range [][]Option{nil, {WithNamespace("auth"), WithBuckets([]float64{0.01, 0.001})}} {
-		c := NewCollector(opts...)
+	for _, cfg := range []Config{{}, {Namespace: "auth", Buckets: []float64{0.01, 0.001}}} {
+		c := mustCollector(t, cfg)
 		script(t, c)
 		problems, err := testutil.CollectAndLint(c)
 		if err != nil {
@@ -210,9 +210,55 @@ func TestLint(t *testing.T) {
 	}
 }
 
+// mustCollector is NewCollector(cfg) for a test.
+func mustCollector(tb testing.TB, cfg Config) *Collector {
+	tb.Helper()
+	c, err := NewCollector(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want []string // each must appear in the error
+	}{
+		{"namespace dash", Config{Namespace: "my-app"}, []string{`Config.Namespace = "my-app"`}},
+		{"namespace digit", Config{Namespace: "1x"}, []string{`Config.Namespace = "1x"`}},
+		{"namespace colon", Config{Namespace: "a:b"}, []string{`Config.Namespace = "a:b"`}},
+		{"bucket nan", Config{Buckets: []float64{0.1, math.NaN()}}, []string{"Config.Buckets[1] = NaN"}},
+		{"bucket inf", Config{Buckets: []float64{math.Inf(+1)}}, []string{"Config.Buckets[0] = +Inf"}},
+		{"bucket zero", Config{Buckets: []float64{0}}, []string{"Config.Buckets[0] = 0"}},
+		{"bucket negative", Config{Buckets: []float64{-1, 1}}, []string{"Config.Buckets[0] = -1"}},
+		{"bucket twice", Config{Buckets: []float64{0.5, 0.1, 0.5}}, []string{"Config.Buckets holds 0.5 twice"}},
+		{"all at once", Config{Namespace: "-", Buckets: []float64{math.NaN(), 1, 1}}, []string{"Config.Namespace", "Config.Buckets[0]", "holds 1 twice"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := NewCollector(tt.cfg)
+			if c != nil || !errors.Is(err, ratelimit.ErrInvalidConfig) {
+				t.Fatalf("NewCollector(%+v) = %v, %v; want nil, ErrInvalidConfig", tt.cfg, c, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("NewCollector(%+v) error %q does not contain %q", tt.cfg, err, w)
+				}
+			}
+		})
+	}
+	for _, cfg := range []Config{{}, {Namespace: "auth"}, {Namespace: "_x9"}, {Buckets: []float64{1, 0.5}}} {
+		if _, err := NewCollector(cfg); err != nil {
+			t.Errorf("NewCollector(%+v) = %v, want nil", cfg, err)
+		}
+	}
+}
+
 func TestNamespaceAndBuckets(t *testing.T) {
-	// Unsorted, duplicated, NaN and +Inf: cleaned, so Observe cannot panic.
-	c := NewCollector(WithNamespace("auth"), WithBuckets([]float64{0.01, math.Inf(+1), 0.001, math.NaN(), 0.01}))
+	// Unsorted: sorted.
+	c := mustCollector(t, Config{Namespace: "auth", Buckets: []float64{0.01, 0.001}})
 	c.Observe(ratelimit.Event{Limiter: "x", Outcome: ratelimit.OutcomeAllowed, Duration: 2 * time.Millisecond})
 	if n := testutil.CollectAndCount(c, "auth_decisions_total"); n != 7 {
 		t.Errorf("auth_decisions_total has %d series, want one per outcome (7)", n)
@@ -235,7 +281,7 @@ auth_redis_duration_seconds_count{algorithm="token_bucket",limiter="x"} 1
 
 	// Defaults: 50µs..1s, and a later change to DefaultBuckets changes nothing.
 	saved := DefaultBuckets
-	c = NewCollector(WithBuckets([]float64{math.NaN()}))
+	c = mustCollector(t, Config{})
 	DefaultBuckets = []float64{1}
 	defer func() { DefaultBuckets = saved }()
 	c.Observe(ratelimit.Event{Limiter: "x", Outcome: ratelimit.OutcomeAllowed, Duration: 70 * time.Microsecond})
@@ -297,7 +343,7 @@ func TestErrorKinds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := NewCollector()
+			c := mustCollector(t, Config{})
 			c.Observe(ratelimit.Event{Limiter: "api", Outcome: ratelimit.OutcomeFailedOpen, Err: tt.err, Duration: time.Millisecond})
 			if got := testutil.ToFloat64(c.errors.WithLabelValues("api", "token_bucket", tt.want)); got != 1 {
 				t.Errorf("Observe(Err: %v): %s errors = %v, want 1", tt.err, tt.want, got)
@@ -332,7 +378,7 @@ func sumCounter(t *testing.T, c prometheus.Collector, name string) float64 {
 }
 
 func TestObserveDoesNotAllocate(t *testing.T) {
-	c := NewCollector()
+	c := mustCollector(t, Config{})
 	events := []ratelimit.Event{
 		{Limiter: "api", Outcome: ratelimit.OutcomeAllowed, Duration: time.Millisecond},
 		{Limiter: "api", Outcome: ratelimit.OutcomeDenied, Duration: time.Millisecond},
@@ -367,7 +413,7 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 // TestConcurrentObserve counts events from many goroutines while Collect runs:
 // no event is lost (run with -race).
 func TestConcurrentObserve(t *testing.T) {
-	c := NewCollector()
+	c := mustCollector(t, Config{})
 	const goroutines, each = 8, 2000
 	names := []string{"l0", "l1", "l2", "l3", "l4"}
 	stop := make(chan struct{})
@@ -418,7 +464,7 @@ func TestConcurrentObserve(t *testing.T) {
 // empty script cache shows as NOSCRIPT fallbacks.
 func TestRealRedisDown(t *testing.T) {
 	s := redistest.Start(t)
-	c := NewCollector()
+	c := mustCollector(t, Config{})
 	rdb := s.Client(t)
 	policies := []ratelimit.FailurePolicy{ratelimit.FailError, ratelimit.FailOpen, ratelimit.FailClosed}
 	lims := make([]*ratelimit.Limiter, len(policies))
@@ -559,7 +605,7 @@ func TestAllowWithCollectorAddsNoAllocation(t *testing.T) {
 		lim.Allow(ctx, "k")
 		return testing.AllocsPerRun(1000, func() { lim.Allow(ctx, "k") })
 	}
-	c := NewCollector()
+	c := mustCollector(t, Config{})
 	without, with := allocs(nil), allocs(c)
 	if with != without {
 		t.Errorf("Allow allocates %v times with a Collector, %v without; want the same", with, without)

@@ -23,7 +23,7 @@ type exported struct {
 
 func exportedSeries(t *testing.T) exported {
 	t.Helper()
-	c := NewCollector()
+	c := mustCollector(t, Config{})
 	script(t, c)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)

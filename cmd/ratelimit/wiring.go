@@ -18,7 +18,10 @@ import (
 func newDemo(c *conn, cfg serveConfig) (*demo, error) {
 	// One collector observes every limiter and the middleware, on its own
 	// registry: nothing touches Prometheus's global default registry.
-	col := metrics.NewCollector()
+	col, err := metrics.NewCollector(metrics.Config{})
+	if err != nil {
+		return nil, err
+	}
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(col); err != nil {
 		return nil, err
