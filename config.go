@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 )
 
 // Algorithm selects how a Limiter counts. The zero value is TokenBucket.
@@ -306,31 +304,4 @@ func intervalMicros(limit int, period time.Duration) int64 {
 		p++
 	}
 	return (p + int64(limit) - 1) / int64(limit)
-}
-
-// checkClient reports go-redis client options that would break a limiter's
-// promises: retries that re-run a script whose reply was lost (charging one call
-// twice), and per-call deadlines that the client would ignore.
-func checkClient(client redis.Scripter) error {
-	var retries int
-	var ctxTimeout bool
-	switch c := client.(type) {
-	case *redis.Client:
-		retries, ctxTimeout = c.Options().MaxRetries, c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		retries, ctxTimeout = c.Options().MaxRetries, c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		retries, ctxTimeout = c.Options().MaxRetries, c.Options().ContextTimeoutEnabled
-	default:
-		return nil
-	}
-	var errs []error
-	// go-redis stores a disabled MaxRetries (-1) as 0 once the client is built.
-	if retries > 0 {
-		errs = append(errs, configError("client option MaxRetries = %d re-sends a script whose reply was lost, charging one call twice: give the limiter a client with MaxRetries: -1", retries))
-	}
-	if !ctxTimeout {
-		errs = append(errs, configError("client option ContextTimeoutEnabled = false ignores per-call deadlines (Config.Timeout): give the limiter a client with ContextTimeoutEnabled: true"))
-	}
-	return errors.Join(errs...)
 }

@@ -98,6 +98,7 @@ type core struct {
 // MaxRetries must be -1 (go-redis re-sends a command whose reply was lost, and a
 // re-sent script charges one call twice) and ContextTimeoutEnabled must be true
 // (or Config.Timeout cannot interrupt a slow Redis). New does not contact Redis.
+// ClientOptions (and ClusterOptions, FailoverOptions, RingOptions) fix a client's options in one line.
 func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 	if client == nil {
 		return nil, configError("client is nil")
@@ -107,7 +108,7 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 	if err == nil {
 		rs, err = newRateSet(cfg.Algorithm, cfg.rates(), cfg.rateField)
 	}
-	if err := errors.Join(err, checkClient(client)); err != nil {
+	if err := errors.Join(err, checkClientOptions(client)); err != nil {
 		return nil, err
 	}
 	c := &core{

@@ -10,25 +10,32 @@ import (
 // quote it stay short.
 const maxLimitText = 64
 
-// periodUnits are the periods written as a bare unit, as in "10/s".
+// periodUnits are the units ParseLimit reads after an optional whole number,
+// as in "10/s", "10/sec", "5/15min" or "1000/day", in lower case.
 var periodUnits = map[string]time.Duration{
-	"us": time.Microsecond,
-	"µs": time.Microsecond,
-	"ms": time.Millisecond,
-	"s":  time.Second,
-	"m":  time.Minute,
-	"h":  time.Hour,
-	"d":  24 * time.Hour,
+	"us": time.Microsecond, "µs": time.Microsecond,
+	"ms": time.Millisecond, "msec": time.Millisecond, "millisecond": time.Millisecond, "milliseconds": time.Millisecond,
+	"s": time.Second, "sec": time.Second, "secs": time.Second, "second": time.Second, "seconds": time.Second,
+	"m": time.Minute, "min": time.Minute, "mins": time.Minute, "minute": time.Minute, "minutes": time.Minute,
+	"h": time.Hour, "hr": time.Hour, "hrs": time.Hour, "hour": time.Hour, "hours": time.Hour,
+	"d": 24 * time.Hour, "day": 24 * time.Hour, "days": 24 * time.Hour,
+	"w": 7 * 24 * time.Hour, "wk": 7 * 24 * time.Hour, "week": 7 * 24 * time.Hour, "weeks": 7 * 24 * time.Hour,
 }
+
+// limitSyntax is what ParseLimit's errors say to type.
+const limitSyntax = "want <count>/<period>, e.g. 100/min, 10/s, 5/15m, 1000/day, 3/500ms"
 
 // ParseLimit parses a rate written as "<limit>/<period>", the syntax of the
 // ratelimit command's flags, into the values of Config.Limit and Config.Period.
 //
-// limit is a positive decimal integer. period is either a bare unit meaning one
-// of it ("s", "m", "h", "d" for 24h, "ms", "us"), a whole number of days ("7d"),
-// or a positive Go duration as read by time.ParseDuration ("1m", "15m",
-// "500ms", "1h30m"). Examples: "100/1m", "5/15m", "10/s", "10/1s", "1000/h",
-// "3/500ms". Spaces around the text are ignored, spaces inside are not allowed.
+// limit is a positive decimal integer. period is a unit, optionally after a
+// whole number ("s", "10s", "min", "15min", "day", "7d"), or a positive Go
+// duration as read by time.ParseDuration ("1m", "500ms", "1h30m", "1.5s").
+// Units, in any case: us or µs; ms, msec, millisecond(s); s, sec(s),
+// second(s); m, min(s), minute(s); h, hr(s), hour(s); d, day(s) (24h); w, wk,
+// week(s) (7 days). Examples: "10/min", "5/sec", "100/hour", "1000/day",
+// "100/1m", "5/15m", "10/s", "3/500ms". Spaces around the text are ignored,
+// spaces inside are not allowed.
 //
 // ParseLimit checks the syntax and that both parts are positive; New checks the
 // rest (for example that the rate is at most one event per microsecond). Errors
@@ -39,7 +46,7 @@ func ParseLimit(s string) (limit int, period time.Duration, err error) {
 		return 0, 0, fmt.Errorf("ratelimit: limit %.*q...: longer than %d bytes", maxLimitText, text, maxLimitText)
 	}
 	fail := func(format string, args ...any) (int, time.Duration, error) {
-		return 0, 0, fmt.Errorf("ratelimit: limit %q: "+format+" (want <count>/<period>, e.g. 100/1m, 5/15m, 10/s)", append([]any{s}, args...)...)
+		return 0, 0, fmt.Errorf("ratelimit: limit %q: "+format+" ("+limitSyntax+")", append([]any{s}, args...)...)
 	}
 	count, per, ok := strings.Cut(text, "/")
 	switch {
@@ -83,23 +90,32 @@ func parseCount(s string) (int, bool) {
 	return int(n), true
 }
 
+// parsePeriod parses the period of ParseLimit.
 func parsePeriod(s string) (time.Duration, error) {
-	if d, ok := periodUnits[s]; ok {
-		return d, nil
-	}
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		n, ok := parseCount(days)
-		if !ok || int64(n) > int64((1<<63-1)/(24*time.Hour)) {
-			return 0, fmt.Errorf("want a positive whole number of days")
+	digits := strings.TrimLeft(s, "0123456789")
+	num, word := s[:len(s)-len(digits)], strings.ToLower(digits)
+	if unit, ok := periodUnits[word]; ok {
+		if num == "" {
+			return unit, nil
 		}
-		return time.Duration(n) * 24 * time.Hour, nil
+		n, ok := parseCount(num)
+		if !ok {
+			if strings.Trim(num, "0") == "" {
+				return 0, fmt.Errorf("must be positive")
+			}
+			return 0, fmt.Errorf("%s %s is too long", num, word)
+		}
+		if int64(n) > int64(1<<63-1)/int64(unit) {
+			return 0, fmt.Errorf("%s %s is too long (at most about 290 years)", num, word)
+		}
+		return time.Duration(n) * unit, nil
 	}
 	if strings.ContainsAny(s, " \t+-") {
-		return 0, fmt.Errorf("want a positive duration such as 1m, 15m, 500ms or a unit such as s, m, h")
+		return 0, fmt.Errorf("want a positive duration such as 1m, 15m, 500ms or a unit such as s, min, hour, day")
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil {
-		return 0, fmt.Errorf("want a duration such as 1m, 15m, 500ms or a unit such as s, m, h")
+		return 0, fmt.Errorf("want a duration such as 1m, 15m, 500ms or a unit such as s, sec, min, hour, day")
 	}
 	if d <= 0 {
 		return 0, fmt.Errorf("must be positive")

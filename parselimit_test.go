@@ -32,6 +32,21 @@ var parseLimitTests = []struct {
 	{name: "fraction", in: "2/1.5s", limit: 2, period: 1500 * time.Millisecond},
 	{name: "outer spaces", in: "  100/1m\n", limit: 100, period: time.Minute},
 	{name: "leading zeros", in: "007/s", limit: 7, period: time.Second},
+	{name: "min", in: "10/min", limit: 10, period: time.Minute},
+	{name: "sec", in: "5/sec", limit: 5, period: time.Second},
+	{name: "hour", in: "100/hour", limit: 100, period: time.Hour},
+	{name: "day", in: "1000/day", limit: 1000, period: 24 * time.Hour},
+	{name: "week", in: "3/week", limit: 3, period: 7 * 24 * time.Hour},
+	{name: "bare week", in: "3/w", limit: 3, period: 7 * 24 * time.Hour},
+	{name: "plural", in: "5/seconds", limit: 5, period: time.Second},
+	{name: "minute", in: "60/minute", limit: 60, period: time.Minute},
+	{name: "hr", in: "60/hr", limit: 60, period: time.Hour},
+	{name: "msec", in: "1/msec", limit: 1, period: time.Millisecond},
+	{name: "upper case", in: "10/MIN", limit: 10, period: time.Minute},
+	{name: "title case", in: "10/Hour", limit: 10, period: time.Hour},
+	{name: "number and word", in: "5/15min", limit: 5, period: 15 * time.Minute},
+	{name: "number and plural", in: "2/3days", limit: 2, period: 72 * time.Hour},
+	{name: "two weeks", in: "1/2w", limit: 1, period: 14 * 24 * time.Hour},
 
 	{name: "empty", in: "", err: "empty"},
 	{name: "spaces only", in: "   ", err: "empty"},
@@ -47,13 +62,17 @@ var parseLimitTests = []struct {
 	{name: "zero bare number", in: "1/0", err: "must be positive"},
 	{name: "bare number", in: "1/60", err: "want a duration"},
 	{name: "negative period", in: "1/-1s", err: "positive duration"},
-	{name: "unknown unit", in: "1/1w", err: "want a duration"},
+	{name: "unknown unit", in: "1/1fortnight", err: "want a duration"},
+	{name: "year", in: "1/year", err: "unit such as s, sec, min, hour, day"},
+	{name: "per word", in: "10/per min", err: "positive duration"},
+	{name: "zero words", in: "1/0min", err: "must be positive"},
 	{name: "inner space", in: "100 / 1m", err: "not a positive integer"},
 	{name: "space in period", in: "100/1 m", err: "positive duration"},
 	{name: "two slashes", in: "1/2/3", err: "want a duration"},
-	{name: "zero days", in: "1/0d", err: "days"},
-	{name: "too many days", in: "1/999999999d", err: "days"},
-	{name: "duration overflow", in: "1/9999999999h", err: "want a duration"},
+	{name: "zero days", in: "1/0d", err: "must be positive"},
+	{name: "too many days", in: "1/999999999d", err: "999999999 d is too long"},
+	{name: "duration overflow", in: "1/9999999999h", err: "too long"},
+	{name: "count too long", in: "1/1234567890123456789s", err: "too long"},
 	{name: "sub-nanosecond", in: "1/0.1ns", err: "must be positive"},
 	{name: "long", in: strings.Repeat("1", 100) + "/s", err: "longer than"},
 }
@@ -159,9 +178,12 @@ func ExampleParseLimit() {
 		return
 	}
 	fmt.Println(limit, period)
+	limit, period, _ = ratelimit.ParseLimit("10/min")
+	fmt.Println(limit, period)
 	_, _, err = ratelimit.ParseLimit("5 per minute")
 	fmt.Println(err)
 	// Output:
 	// 5 15m0s
-	// ratelimit: limit "5 per minute": missing '/' (want <count>/<period>, e.g. 100/1m, 5/15m, 10/s)
+	// 10 1m0s
+	// ratelimit: limit "5 per minute": missing '/' (want <count>/<period>, e.g. 100/min, 10/s, 5/15m, 1000/day, 3/500ms)
 }
