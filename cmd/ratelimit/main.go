@@ -205,6 +205,43 @@ func (f *limitFlag) Set(s string) error {
 	return nil
 }
 
+// limitsFlag is a flag.Value holding a comma-separated list of rates, each
+// as ParseLimit reads it: "10/s,1000/d".
+type limitsFlag []limitFlag
+
+func (f *limitsFlag) String() string {
+	if f == nil {
+		return ""
+	}
+	s := make([]string, len(*f))
+	for i := range *f {
+		s[i] = (*f)[i].String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (f *limitsFlag) Set(v string) error {
+	var out limitsFlag
+	for _, s := range strings.Split(v, ",") {
+		var l limitFlag
+		if err := l.Set(s); err != nil {
+			return err
+		}
+		out = append(out, l)
+	}
+	*f = out
+	return nil
+}
+
+// rates are the rates after the first, for ratelimit.Config.Rates.
+func (f limitsFlag) rates() []ratelimit.Rate {
+	var out []ratelimit.Rate
+	for _, l := range f[1:] {
+		out = append(out, ratelimit.Rate{Limit: l.limit, Period: l.period})
+	}
+	return out
+}
+
 // algorithmFlag is a flag.Value holding an Algorithm by name.
 type algorithmFlag struct{ a ratelimit.Algorithm }
 

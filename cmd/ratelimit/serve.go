@@ -55,8 +55,9 @@ const shutdownTimeout = 5 * time.Second
 type serveConfig struct {
 	redis          redisFlags
 	addr           string
-	apiLimit       limitFlag
+	apiLimit       limitsFlag
 	apiBurst       int
+	shadow         bool
 	loginLimit     limitFlag
 	trustedProxies prefixesFlag
 }
@@ -64,8 +65,9 @@ type serveConfig struct {
 func (s *serveConfig) register(fs *flag.FlagSet) {
 	s.redis.register(fs)
 	fs.StringVar(&s.addr, "addr", "127.0.0.1:8080", "listen address, `host:port`")
-	s.apiLimit = limitFlag{limit: 100, period: time.Minute}
-	fs.Var(&s.apiLimit, "api-limit", "rate of /api/ping per client IP, `count/period`")
+	s.apiLimit = limitsFlag{{limit: 100, period: time.Minute}}
+	fs.Var(&s.apiLimit, "api-limit", "rates of /api/ping per client IP that every request must fit in, `count/period,...` (e.g. 10/s,1000/d)")
+	fs.BoolVar(&s.shadow, "shadow", false, "shadow mode for /api/ping: decide and count as usual, never deny (ratelimit.Config.Shadow)")
 	fs.IntVar(&s.apiBurst, "api-burst", 0, "burst (bucket capacity) of /api/ping; 0 means the count of -api-limit")
 	s.loginLimit = limitFlag{limit: 5, period: 15 * time.Minute}
 	fs.Var(&s.loginLimit, "login-limit", "wrong passwords per username (and per username+IP), `count/period`; the next attempt starts a lockout of one period")
@@ -186,10 +188,10 @@ func (d *demo) printBanner(w io.Writer, base string, c *conn) {
 	fmt.Fprintf(w, `ratelimit demo server
   listening on  %[1]s
   redis         %[2]s
-  /api/ping     %[3]s per client IP (%[4]s, burst %[5]d)
+  /api/ping     %[3]s per client IP (%[4]s, burst %[5]d)%[10]s
   /login        user %[6]q, password %[7]q; %[8]d wrong passwords per username lock it for %[9]v
-`, base, c.desc, ratelimit.FormatLimit(a.Limit, a.Period), a.Algorithm, a.Burst, demoUser, demoPassword,
-		d.cfg.loginLimit.limit, shortDuration(d.cfg.loginLimit.period))
+`, base, c.desc, d.cfg.apiLimit.String(), a.Algorithm, a.Burst, demoUser, demoPassword,
+		d.cfg.loginLimit.limit, shortDuration(d.cfg.loginLimit.period), shadowNote(a.Shadow))
 	if len(d.cfg.trustedProxies) > 0 {
 		fmt.Fprintf(w, "  client IP     from X-Forwarded-For when the peer is in %s\n", d.cfg.trustedProxies.String())
 	} else {
@@ -270,11 +272,19 @@ func checkPassword(user, password string) bool {
 	return u&p == 1
 }
 
+// shadowNote is the banner's remark on shadow mode.
+func shadowNote(on bool) string {
+	if on {
+		return "; shadow mode: counted, never denied"
+	}
+	return ""
+}
+
 func (d *demo) serveIndex(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	a := d.apiLimit
 	indexPage.Execute(w, map[string]any{
-		"APILimit": ratelimit.FormatLimit(a.Limit, a.Period), "APIBurst": a.Burst,
+		"APILimit": d.cfg.apiLimit.String(), "APIBurst": a.Burst, "Shadow": a.Shadow,
 		"LoginCount": d.cfg.loginLimit.limit, "LoginPeriod": shortDuration(d.cfg.loginLimit.period),
 		"User": demoUser, "Password": demoPassword,
 	})
@@ -289,7 +299,7 @@ pre{background:#f4f4f4;padding:.6em;overflow:auto;min-height:3em}button{margin:.
 <p>Every decision below is made inside Redis by a Lua script, so any number of
 servers sharing one Redis share each limit exactly.</p>
 <h2>GET /api/ping</h2>
-<p>Limited per client IP by a token bucket: {{.APILimit}}, burst {{.APIBurst}}.
+<p>Limited per client IP by a token bucket: {{.APILimit}} (every request must fit in each), burst {{.APIBurst}}{{if .Shadow}}; shadow mode: requests over the limit are counted (metrics: outcome shadow_denied) and served, never refused{{end}}.
 Press "ping ×10" a few times to see <code>429 Too Many Requests</code> and the
 <code>RateLimit</code> headers.</p>
 <button onclick="ping(1)">ping</button><button onclick="ping(10)">ping ×10</button>

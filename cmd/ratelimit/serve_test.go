@@ -354,3 +354,35 @@ func TestServeMetrics(t *testing.T) {
 		t.Errorf("/metrics serves the default registry")
 	}
 }
+
+// TestServeSeveralRatesAndShadow: -api-limit takes several rates that every
+// request must fit in, and -shadow serves what the limit would refuse.
+func TestServeSeveralRatesAndShadow(t *testing.T) {
+	srv, d := newTestDemo(t, "-api-limit", "5/s,3/min")
+	if got := len(d.cfg.apiLimit); got != 2 {
+		t.Errorf("-api-limit 5/s,3/min parsed as %d rates, want 2", got)
+	}
+	codes := map[int]int{}
+	for range 5 {
+		resp, _ := get(t, srv.URL+"/api/ping")
+		codes[resp.StatusCode]++
+	}
+	if codes[http.StatusOK] != 3 || codes[http.StatusTooManyRequests] != 2 {
+		t.Errorf("5 pings under 5/s and 3/min: %v, want 3 served and 2 refused (the minute binds)", codes)
+	}
+	srv, _ = newTestDemo(t, "-api-limit", "1/min", "-shadow")
+	for i := range 3 {
+		if resp, _ := get(t, srv.URL+"/api/ping"); resp.StatusCode != http.StatusOK {
+			t.Errorf("shadow ping %d: status %d, want 200", i, resp.StatusCode)
+		}
+	}
+	if _, page := get(t, srv.URL+"/"); !strings.Contains(page, "shadow mode") {
+		t.Errorf("the page does not say shadow mode is on")
+	}
+	var banner strings.Builder
+	_, d = newTestDemo(t, "-api-limit", "10/s,1000/d", "-shadow")
+	d.printBanner(&banner, "http://x", &conn{desc: "test"})
+	if !strings.Contains(banner.String(), "10/") || !strings.Contains(banner.String(), "1000/") || !strings.Contains(banner.String(), "shadow mode") {
+		t.Errorf("banner does not say what is configured:\n%s", banner.String())
+	}
+}

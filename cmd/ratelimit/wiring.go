@@ -30,9 +30,11 @@ func newDemo(c *conn, cfg serveConfig) (*demo, error) {
 	api, err := ratelimit.New(c.client, ratelimit.Config{
 		Name:      "api",
 		Algorithm: ratelimit.TokenBucket,
-		Limit:     cfg.apiLimit.limit,
-		Period:    cfg.apiLimit.period,
+		Limit:     cfg.apiLimit[0].limit,
+		Period:    cfg.apiLimit[0].period,
 		Burst:     cfg.apiBurst,
+		Rates:     cfg.apiLimit.rates(),
+		Shadow:    cfg.shadow,
 		Observer:  col,
 	})
 	if err != nil {
