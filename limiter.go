@@ -17,8 +17,9 @@ const (
 	// resetLua deletes every key. Reply: the number of state keys deleted
 	// (the lock is not counted: a lock alone tells nothing about the rates).
 	resetLua = "redis.call('DEL', KEYS[1]) if #KEYS < 2 then return 0 end return redis.call('DEL', unpack(KEYS, 2))"
-	// lockLua locks the identity for ARGV[1] ms (>= 1). Reply: OK.
-	lockLua = "return redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])"
+	// lockLua locks the identity for ARGV[1] ms (>= 1, hexadecimal as every
+	// numeric argument). Reply: OK.
+	lockLua = "return redis.call('SET', KEYS[1], '1', 'PX', string.format('%d', tonumber(ARGV[1], 16)))"
 	// unlockLua deletes the lock only. Reply: 1 if there was one, else 0.
 	unlockLua = "return redis.call('DEL', KEYS[1])"
 	// existsLua reports the keys that exist. Reply: their number.
@@ -122,7 +123,7 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 		exists:  newScript(existsLua),
 	}
 	if cfg.BlockFor > 0 {
-		c.block = strconv.FormatInt(ceilMillis(cfg.BlockFor), 10)
+		c.block = strconv.FormatInt(ceilMillis(cfg.BlockFor), 16)
 	}
 	c.epochs.init(cfg.Timeout)
 	l := &Limiter{core: c, rates: rs}
@@ -277,7 +278,7 @@ func (l *Limiter) Lock(ctx context.Context, key string, d time.Duration) error {
 	if d < time.Microsecond || d > maxSpan {
 		return fmt.Errorf("ratelimit: %s: lock duration %v, must be between 1µs and %v: %w", l.cfg.Name, d, maxSpan, ErrInvalidConfig)
 	}
-	_, err := l.admin(ctx, "lock", l.lock, key, true, strconv.FormatInt(ceilMillis(d), 10))
+	_, err := l.admin(ctx, "lock", l.lock, key, true, strconv.FormatInt(ceilMillis(d), 16))
 	return err
 }
 
@@ -377,7 +378,7 @@ func (l *Limiter) args(n int, op Op) []any {
 		block = l.block
 	}
 	a := make([]any, 0, 3+len(l.rates.args))
-	a = append(a, modeArg[op], strconv.Itoa(n), block)
+	a = append(a, modeArg[op], strconv.FormatInt(int64(n), 16), block)
 	return append(a, l.rates.args...)
 }
 

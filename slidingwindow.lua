@@ -25,10 +25,10 @@
 --          without TTL, unreadable or out of range: fresh.
 -- ARGV[1]  mode: "" consume; "p" peek: answer, write nothing; "r" refund:
 --          give n back (never lifts a lock, never below fresh)
--- ARGV[2]  n: the call's cost, decimal (>= 1; peek, refund: >= 0)
--- ARGV[3]  block: lockout in ms after a denial, decimal, or "" for none
--- ARGV[2+2i], ARGV[3+2i]: rate i's period P in ms and limit, hexadecimal
---          (tonumber with a base skips strtod)
+-- ARGV[2]  n: the call's cost (>= 1; peek, refund: >= 0)
+-- ARGV[3]  block: lockout in ms after a denial, or "" for none
+-- ARGV[2+2i], ARGV[3+2i]: rate i's period P in ms and limit. Every number
+--          is hexadecimal (tonumber with a base skips strtod).
 -- Reply:   per rate, the window as the call leaves it (peek, denial: as it
 --          found it): v = prev * (limit+1) + cur and rest (ms), as one
 --          integer rest * (limit+1)^2 + v when (P+1) * (limit+1)^2 < 2^53,
@@ -38,8 +38,8 @@
 --          1 if this call started it else 0}.
 -- Writes:  a rate's TTL is E, at most two periods ahead; the lock's TTL is
 --          the lockout.
-local mode, ns, block = ARGV[1], ARGV[2], ARGV[3]
-local n = tonumber(ns)
+local mode, block = ARGV[1], ARGV[3]
+local n = tonumber(ARGV[2], 16)
 local k = #KEYS - 1
 local B = 67108864 -- 2^26, above every allowed limit
 
@@ -87,8 +87,9 @@ for i = 1, k do
 end
 
 if not ok and mode == '' and block ~= '' then
-  redis.call('SET', KEYS[1], '1', 'PX', block)
-  return {'lock', 1000 * tonumber(block), 1}
+  local ms = tonumber(block, 16)
+  redis.call('SET', KEYS[1], '1', 'PX', string.format('%d', ms))
+  return {'lock', 1000 * ms, 1}
 end
 
 local out = {}
@@ -129,10 +130,10 @@ for i = 1, k do
       end
     elseif pi == 0 then
       -- Fresh: a window starts now.
-      redis.call('SET', K, ns, 'PX', string.format('%d', 2 * P))
+      redis.call('SET', K, string.format('%d', n), 'PX', string.format('%d', 2 * P))
       cv, rest = n, P
     elseif pi > P then
-      redis.call('INCRBY', K, ns)
+      redis.call('INCRBY', K, string.format('%d', n))
       cv = cv + n
     else
       -- cur's window has closed: this is the next one, with prev = the old cur.

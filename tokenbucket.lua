@@ -18,10 +18,11 @@
 --          fresh (d < 0) or, above cap, a full debt (never a free pass).
 -- ARGV[1]  mode: "" consume; "p" peek: answer, write nothing; "r" refund:
 --          give the cost back (never lifts a lock, never below fresh)
--- ARGV[2]  n: the call's cost in events, decimal (>= 1; peek, refund: >= 0)
--- ARGV[3]  block: lockout in ms after a denial, decimal, or "" for none
+-- ARGV[2]  n: the call's cost in events (>= 1; peek, refund: >= 0)
+-- ARGV[3]  block: lockout in ms after a denial, or "" for none
 -- ARGV[2+2i], ARGV[3+2i]: rate i's interval and cap (Burst * interval), in
---          µs, hexadecimal (tonumber with a base skips strtod)
+--          µs. Every number is hexadecimal (tonumber with a base skips
+--          strtod, a tenth of an admission's cost).
 -- Reply:   one rate: an integer, the debt before the call (refund: after
 --          it) clamped to [0, cap], or -1 - that when the rate denies.
 --          Several rates: a table of those integers, one per rate.
@@ -31,8 +32,8 @@
 --          last moved: the key outlives its state by at most a sixteenth of
 --          a refill, and E moves at most once per cap/16 of time;
 --          the lock's TTL is the lockout.
-local mode, ns, block = ARGV[1], ARGV[2], ARGV[3]
-local n = tonumber(ns)
+local mode, block = ARGV[1], ARGV[3]
+local n = tonumber(ARGV[2], 16)
 local k = #KEYS - 1
 
 local lp = redis.call('PTTL', KEYS[1])
@@ -126,8 +127,9 @@ for i = 1, k do
   if di + c <= cap then out[i] = di else out[i] = -1 - di end
 end
 if not ok and mode == '' and block ~= '' then
-  redis.call('SET', KEYS[1], '1', 'PX', block)
-  return {'lock', 1000 * tonumber(block), 1}
+  local ms = tonumber(block, 16)
+  redis.call('SET', KEYS[1], '1', 'PX', string.format('%d', ms))
+  return {'lock', 1000 * ms, 1}
 end
 if k == 1 then return out[1] end
 return out
