@@ -32,7 +32,8 @@ const (
 const (
 	ablTime = "local t = redis.call('TIME')\nlocal now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
 	ablGet  = "local v = tonumber(redis.call('GET', KEYS[1]) or '') or now\nlocal tat = math.max(v, now) + tonumber(ARGV[1])\n"
-	ablPTTL = "local p = redis.call('PTTL', KEYS[1])\n"
+	ablLock = "local l = redis.call('PTTL', KEYS[1])\n"
+	ablPTTL = ablLock + "local p = redis.call('PTTL', KEYS[2])\n"
 )
 
 // Key prefixes of the skeletons' keys, one per shape.
@@ -43,11 +44,13 @@ const (
 
 func ablations() []ablation {
 	return []ablation{
-		{Shape: shapeNew, Name: "`return 1` (1 key, 2 ARGV)", Lua: "return 1"},
-		{Shape: shapeNew, Name: "+ PTTL", Lua: ablPTTL + "return p",
+		{Shape: shapeNew, Name: "`return 1` (2 keys, 5 ARGV)", Lua: "return 1"},
+		{Shape: shapeNew, Name: "+ PTTL of the lock key", Lua: ablLock + "return l",
+			Check: func(l int64) bool { return l == -2 }},
+		{Shape: shapeNew, Name: "+ PTTL of the state key", Lua: ablPTTL + "return p",
 			Check: func(p int64) bool { return p > 0 }},
-		{Shape: shapeNew, Name: "+ PTTL, INCRBY (an admission on a key in use: the buckets' hot path)",
-			Lua: ablPTTL + "local x = redis.call('INCRBY', KEYS[1], ARGV[1])\nreturn x",
+		{Shape: shapeNew, Name: "+ INCRBY (an admission on a key in use: the buckets' hot path)",
+			Lua: ablPTTL + "local x = redis.call('INCRBY', KEYS[2], string.format('%d', tonumber(ARGV[2], 16) * tonumber(ARGV[4], 16)))\nreturn x",
 			// The keys hold o < 0 (see ablationState); INCRBY on a missing
 			// key would return ARGV[1] > 0.
 			Check: func(x int64) bool { return x < 0 }},
@@ -64,11 +67,12 @@ func ablations() []ablation {
 }
 
 // bucketArgs are the ARGV this library's TokenBucket and LeakyBucket send
-// for a plain Allow under lim (Burst = Limit): the call's cost and the
-// capacity, in µs.
+// for a plain Allow under lim (Burst = Limit): the mode (consume), the cost
+// (1), no lockout, the interval and the capacity in µs, every number in
+// hexadecimal.
 func bucketArgs(lim limitSpec) []any {
 	c := intervalMicros(lim)
-	return []any{strconv.FormatInt(c, 10), strconv.FormatInt(int64(lim.Limit)*c, 16)} // the capacity in hexadecimal
+	return []any{"", "1", "", strconv.FormatInt(c, 16), strconv.FormatInt(int64(lim.Limit)*c, 16)}
 }
 
 // intervalMicros is Period/Limit in µs, rounded up, as the library has it.
@@ -81,11 +85,12 @@ func intervalMicros(lim limitSpec) int64 {
 }
 
 // ablationState is what a bucket script writes on a fresh key under lim: the
-// stored o = TAT - 1000·E (< 0) and the TTL in ms, a full refill ahead.
+// stored o = TAT - 1000·E (< 0) and the TTL in ms, a sixteenth of a refill
+// ahead.
 func ablationState(lim limitSpec) (o, ms int64) {
 	c := intervalMicros(lim)
 	capacity := int64(lim.Limit) * c
-	ms = (c + capacity + 999) / 1000
+	ms = (c + (capacity+15)/16 + 999) / 1000
 	return c - 1000*ms, ms
 }
 
@@ -117,7 +122,12 @@ func measureAblations(ctx context.Context, client, admin *redis.Client, abs []ab
 			prefix, args = ablOldPrefix, oldArgs
 		}
 		d := func(ctx context.Context, key string) (bool, error) {
-			cmd := client.EvalSha(ctx, sha, []string{prefix + key + "}"}, args...)
+			keys := []string{prefix + key + "}"} // the old shape: the state
+			if a.Shape == shapeNew {
+				// The lock (absent) and the state, as the library's scripts take them.
+				keys = []string{prefix + key + "}:lock", prefix + key + "}"}
+			}
+			cmd := client.EvalSha(ctx, sha, keys, args...)
 			if a.Check == nil {
 				return true, cmd.Err()
 			}

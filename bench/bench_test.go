@@ -62,7 +62,7 @@ func TestRunTiny(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"](c.svg)", "go run . (test)", "## Targets (issue 7)", "### Script time by path", "### Script cost breakdown",
-		"| current | + PTTL, INCRBY", "| old script shape | + TIME, GET, SET … PX, 7-integer reply"} {
+		"| current | + INCRBY", "| old script shape | + TIME, GET, SET … PX, 7-integer reply"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -128,15 +128,15 @@ func TestAblationArgs(t *testing.T) {
 		if _, err := d(ctx, "k"); err != nil {
 			t.Fatal(err)
 		}
-		// EVALSHA sha 1 key ARGV... (or EVAL src 1 key ARGV...)
-		if len(h.args) < 4 {
+		// EVALSHA sha 2 lock state ARGV... (or EVAL src 2 lock state ARGV...)
+		if len(h.args) < 5 {
 			t.Fatalf("%s: no script call seen: %v", sub.Name, h.args)
 		}
-		got := fmt.Sprint(h.args[4:])
+		got := fmt.Sprint(h.args[5:])
 		if want := fmt.Sprint(bucketArgs(throughputLimit)); got != want {
 			t.Errorf("%s sends ARGV %s, the skeletons %s", sub.Name, got, want)
 		}
-		rk := fmt.Sprint(h.args[3])
+		rk := fmt.Sprint(h.args[4])
 		v, err := c.Get(ctx, rk).Int64()
 		if err != nil {
 			t.Fatal(err)

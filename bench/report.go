@@ -558,7 +558,7 @@ func (r *report) pathTable() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("### Script time by path\n\n")
-	w("The throughput cells are all admissions on keys in use, which for this library's buckets is the cheapest path through the script (PTTL, INCRBY), ")
+	w("The throughput cells are all admissions on keys in use, which for this library's buckets is the cheapest path through the script (PTTL of the lock, PTTL, INCRBY), ")
 	w("so the figures above alone would flatter them; every user also takes the other paths. ")
 	w("This table gives each rate limiter's *Script µs/call* (`INFO commandstats` usec_per_call of its script command) on four paths, ")
 	w("at %d goroutines on many keys, as median (min) over the %d repetitions. ", r.AblationConc, o.Reps)
@@ -623,20 +623,19 @@ func (r *report) ablationTable() string {
 	w("### Script cost breakdown\n\n")
 	w("Skeleton scripts on many keys at %d goroutines; `INFO commandstats` usec_per_call, median and minimum over repetitions ", r.AblationConc)
 	w("(the minimum is the least disturbed by other processes). Each line adds to the one above it within its shape. ")
-	w("*Current*: called exactly like this library's bucket scripts for a plain Allow, EVALSHA with one key and 2 ARGV (`\"%s\"`, `\"%s\"`: ", args[0], args[1])
-	w("the call's cost in µs, and the capacity in µs in hexadecimal, under the throughput cells' limit), on keys that exist with a TTL, each set before every repetition as a bucket script sets a fresh key. ")
-	w("`+ PTTL` reads the key's remaining TTL, which is how the scripts now tell the time (no TIME call); ")
-	w("`+ PTTL, INCRBY` adds the one write of an admission on a key in use, the buckets' hot path and the throughput cells' path ")
-	w("(the sliding window's too, within an open window). ")
+	w("*Current*: called exactly like this library's bucket scripts for a plain Allow, EVALSHA with two keys (the lock, absent, and the state) and 5 ARGV (mode, cost, lockout, `\"%s\"`, `\"%s\"`: ", args[3], args[4])
+	w("the interval and the capacity in µs in hexadecimal, under the throughput cells' limit), on state keys that exist with a TTL, each set before every repetition as a bucket script sets a fresh key. ")
+	w("`+ PTTL of the lock key` is the lockout check every call makes; `+ PTTL of the state key` reads the key's remaining TTL, which is how the scripts tell the time (no TIME call); ")
+	w("`+ INCRBY` adds the one write of an admission on a key in use, the buckets' hot path and the throughput cells' path. ")
 	w("*Old script shape*: the call shape and Redis calls of the scripts before they took the time from the key's expiry ")
 	w("(six ARGV; TIME, GET, SET … PX; a 7-integer table reply), kept for comparison. ")
-	w("The full scripts' rows are their keys-in-use figures from *Script time by path*; for this library's scripts, *added* is the full script minus `+ PTTL, INCRBY`, ")
+	w("The full scripts' rows are their keys-in-use figures from *Script time by path*; for this library's scripts, *added* is the full script minus `+ INCRBY` (lock PTTL, state PTTL, INCRBY), ")
 	w("the Lua work around the same two Redis calls. The other paths add Redis calls (see the commands per decision above).")
 	var cur, old *ablation
 	for i := range r.Ablations {
 		a := &r.Ablations[i]
 		if a.Shape == shapeNew && a.Check != nil {
-			cur = a // the last current line: PTTL, INCRBY
+			cur = a // the last current line: the lock PTTL, PTTL, INCRBY
 		}
 		if a.Shape == shapeOld {
 			old = a // the last old line
