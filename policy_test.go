@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TestMultiRateScenarios: a call is admitted iff it fits in every rate, is
@@ -368,5 +370,53 @@ func TestShadow(t *testing.T) {
 				t.Errorf("enforcing after shadow = %+v, want locked out (state charged as usual)", r)
 			}
 		})
+	}
+}
+
+// TestMultiRateDenyCacheAndFailLocal: several rates work with the deny cache
+// (a denial by the tighter rate is answered locally) and with FailLocal (the
+// local engine holds every rate, divided among the instances).
+func TestMultiRateDenyCacheAndFailLocal(t *testing.T) {
+	ctx := context.Background()
+	for _, b := range realBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			counting := &countingScripter{Scripter: b.client}
+			l := mustNew(t, counting, Config{Name: "mdeny", Limit: 100, Period: time.Hour, Rates: []Rate{{Limit: 2, Period: time.Minute}}, DenyCache: 10})
+			for i := 0; i < 2; i++ {
+				if r, _ := l.Allow(ctx, "k"); !r.Allowed {
+					t.Fatalf("call %d denied", i)
+				}
+			}
+			r, _ := l.Allow(ctx, "k")
+			if r.Allowed || r.Limit.Period != time.Minute {
+				t.Fatalf("third call = %+v, want denied by the minute", r)
+			}
+			before := counting.calls.Load()
+			for i := 0; i < 5; i++ {
+				if r, _ := l.Allow(ctx, "k"); r.Allowed {
+					t.Fatalf("cached call %d admitted", i)
+				}
+			}
+			if n := counting.calls.Load() - before; n != 0 {
+				t.Errorf("%d scripts for denials the cache holds, want 0", n)
+			}
+		})
+	}
+	down := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer down.Close()
+	l := mustNew(t, down, Config{Name: "mlocal", Limit: 100, Period: time.Hour, Rates: []Rate{{Limit: 4, Period: time.Minute}},
+		OnFailure: FailLocal, LocalInstances: 2})
+	admitted := 0
+	for i := 0; i < 10; i++ {
+		r, err := l.Allow(ctx, "k")
+		if err != nil || r.Outcome != OutcomeFailedLocal {
+			t.Fatalf("call %d = %+v, %v; want decided locally", i, r, err)
+		}
+		if r.Allowed {
+			admitted++
+		}
+	}
+	if admitted != 2 {
+		t.Errorf("FailLocal admitted %d, want 2 (the minute's 4 divided between 2 instances)", admitted)
 	}
 }
