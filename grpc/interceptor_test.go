@@ -527,8 +527,10 @@ func TestSkip(t *testing.T) {
 	rdb := backends[0].start(t)
 	lim := newLimiter(t, rdb, ratelimit.Config{Name: "api", Limit: 1, Period: time.Hour})
 	c := dial(t, serve(t, newInterceptor(t, ratelimitgrpc.Config{
-		Limiters:  []*ratelimit.Limiter{lim},
-		Skip:      func(_ context.Context, call ratelimitgrpc.Call) bool { return first(call.Metadata.Get("x-internal")) == "yes" },
+		Limiters: []*ratelimit.Limiter{lim},
+		Skip: func(_ context.Context, call ratelimitgrpc.Call) bool {
+			return first(call.Metadata.Get("x-internal")) == "yes"
+		},
 		OnFailure: ratelimit.FailClosed,
 	})))
 	for i := 0; i < 3; i++ {
