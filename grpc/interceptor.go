@@ -528,7 +528,7 @@ func (in *Interceptor) observe(e *entry, o ratelimit.Outcome, err error) {
 	if in.observer == nil {
 		return
 	}
-	in.observer.Observe(ratelimit.Event{Limiter: e.name, Algorithm: e.alg, Outcome: o, Op: ratelimit.OpAllow, Err: err})
+	in.observer.Observe(ratelimit.Event{Limiter: e.name, Algorithm: e.alg, Outcome: o, Op: ratelimit.OpAllow, Err: err, Source: ratelimit.SourceAdapter})
 }
 
 // refund gives back cost to every limiter in taken that admitted the call. It
