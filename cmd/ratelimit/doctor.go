@@ -186,6 +186,24 @@ func checkVersion(ctx context.Context, c *conn) check {
 // evictingPolicy reports whether a maxmemory-policy evicts keys under memory pressure.
 func evictingPolicy(p string) bool { return p != "" && p != "noeviction" }
 
+// policyEffect says what a maxmemory-policy does to limits and lockouts when
+// Redis is full. Every limiter key has a TTL, and a lockout is a key of its
+// own: evicting it lifts the lock, evicting a rate's key hands out a fresh
+// budget.
+func policyEffect(p string) string {
+	switch {
+	case p == "noeviction":
+		return "a full Redis refuses writes: admissions fail with OOM (Config.OnFailure answers), while locked keys still answer locked (a locked call writes nothing)"
+	case p == "volatile-ttl":
+		return "evicts the keys nearest their expiry first: live lockouts about to end and nearly refilled budgets go first, and a long lock is lost only after them"
+	case strings.HasPrefix(p, "volatile-"):
+		return "every limiter key has a TTL, so limiter keys (budgets and live lockouts) are evicted before any key without one: limits reset and locks lift first"
+	case strings.HasPrefix(p, "allkeys-"):
+		return "limiter keys are evicted like cache entries: an attacker's lockout or budget that is not touched for a while is the least recently used and goes"
+	}
+	return "an unknown policy"
+}
+
 func checkEviction(ctx context.Context, c *conn) check {
 	r := check{name: "eviction"}
 	var bad, unbounded []string
@@ -215,16 +233,27 @@ func checkEviction(ctx context.Context, c *conn) check {
 		r.fix = "check by hand that maxmemory-policy is noeviction (managed services: in the parameter group)"
 	case len(bad) > 0:
 		r.status = statusFail
-		r.msg = "maxmemory-policy " + strings.Join(bad, "; ") + ": under memory pressure Redis evicts limiter keys, which silently resets limits and lockouts"
+		r.msg = "maxmemory-policy " + strings.Join(bad, "; ") + ": under memory pressure Redis evicts limiter keys, which silently resets limits and lifts lockouts (" + policyEffects(policies) + ")"
 		r.fix = fix
 	case len(unbounded) > 0:
 		r.status = statusWarn
-		r.msg = "maxmemory-policy " + strings.Join(unbounded, ", ") + " with no maxmemory: nothing is evicted today, but setting maxmemory later would silently reset limits"
+		r.msg = "maxmemory-policy " + strings.Join(unbounded, ", ") + " with no maxmemory: nothing is evicted today, but setting maxmemory later would silently reset limits (" + policyEffects(policies) + ")"
 		r.fix = fix
 	default:
-		r.status, r.msg = statusOK, "maxmemory-policy "+strings.Join(policies, ", ")
+		r.status, r.msg = statusOK, "maxmemory-policy "+strings.Join(policies, ", ")+" ("+policyEffects(policies)+")"
 	}
 	return r
+}
+
+// policyEffects is policyEffect of each policy, named.
+func policyEffects(policies []string) string {
+	var out []string
+	for _, p := range policies {
+		if p != "" {
+			out = append(out, p+": "+policyEffect(p))
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func checkCluster(ctx context.Context, c *conn) check {

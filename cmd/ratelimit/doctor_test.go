@@ -115,3 +115,21 @@ func TestDoctorClusterNodeAsStandalone(t *testing.T) {
 		t.Errorf("doctor on a cluster node as standalone = %d:\n%s", code, stdout)
 	}
 }
+
+// TestPolicyEffect: doctor says what each maxmemory-policy means for limits
+// and lockouts.
+func TestPolicyEffect(t *testing.T) {
+	for p, want := range map[string]string{
+		"noeviction":      "locked keys still answer",
+		"volatile-ttl":    "nearest their expiry",
+		"volatile-lru":    "locks lift first",
+		"volatile-lfu":    "locks lift first",
+		"volatile-random": "locks lift first",
+		"allkeys-lru":     "like cache entries",
+		"allkeys-random":  "like cache entries",
+	} {
+		if got := policyEffect(p); !strings.Contains(got, want) {
+			t.Errorf("policyEffect(%q) = %q, want it to say %q", p, got, want)
+		}
+	}
+}
