@@ -67,6 +67,30 @@ type HTTP struct {
 	// Large, and the handler does not run. If zero, it is DefaultMaxBodyBytes
 	// (64 KiB).
 	MaxBodyBytes int64
+	// Refused answers an attempt the Guard refused (429) or could not decide
+	// (503), after Retry-After and Cache-Control: no-store are set: to answer
+	// in the application's format (JSON, say). RefusalFrom(r.Context()) gives
+	// the status and the Decision. If nil, a short text/plain body that says
+	// nothing about the username.
+	Refused http.Handler
+}
+
+// Refusal is what the HTTP wrapper refused, for a Refused handler.
+type Refusal struct {
+	// Status is 429 Too Many Requests, or 503 Service Unavailable when no
+	// decision could be made.
+	Status int
+	// Decision is the Guard's (zero when Begin returned an error).
+	Decision Decision
+}
+
+type refusalKey struct{}
+
+// RefusalFrom returns the Refusal the wrapper stored in the context of a
+// request it passes to HTTP.Refused, and reports whether there was one.
+func RefusalFrom(ctx context.Context) (Refusal, bool) {
+	f, ok := ctx.Value(refusalKey{}).(Refusal)
+	return f, ok
 }
 
 // Handler returns next wrapped with login protection. Its method value fits
@@ -81,8 +105,16 @@ func (h *HTTP) Handler(next http.Handler) http.Handler {
 		limit = DefaultMaxBodyBytes
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		refuse := func(w http.ResponseWriter, status int, retry time.Duration, d Decision) {
+			setRefusalHeaders(w, retry)
+			if h.Refused == nil {
+				refuse(w, status, retry)
+				return
+			}
+			h.Refused.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), refusalKey{}, Refusal{Status: status, Decision: d})))
+		}
 		if h.Guard == nil {
-			refuse(w, http.StatusServiceUnavailable, time.Second)
+			refuse(w, http.StatusServiceUnavailable, time.Second, Decision{})
 			return
 		}
 		var body []byte
@@ -107,13 +139,13 @@ func (h *HTTP) Handler(next http.Handler) http.Handler {
 		a, d, err := h.Guard.Begin(ctx, username, h.ClientIP.Key(r))
 		switch {
 		case err != nil:
-			refuse(w, http.StatusServiceUnavailable, time.Second)
+			refuse(w, http.StatusServiceUnavailable, time.Second, Decision{})
 			return
 		case !d.Allowed && d.Outcome == ratelimit.OutcomeFailedClosed:
-			refuse(w, http.StatusServiceUnavailable, d.RetryAfter)
+			refuse(w, http.StatusServiceUnavailable, d.RetryAfter, d)
 			return
 		case !d.Allowed:
-			refuse(w, http.StatusTooManyRequests, d.RetryAfter)
+			refuse(w, http.StatusTooManyRequests, d.RetryAfter, d)
 			return
 		}
 
@@ -136,6 +168,17 @@ func (h *HTTP) Handler(next http.Handler) http.Handler {
 // refuse writes a refusal: status, Retry-After in whole seconds rounded up
 // (at least 1), and a short body that says nothing about the username.
 func refuse(w http.ResponseWriter, status int, retry time.Duration) {
+	setRefusalHeaders(w, retry)
+	msg := "too many login attempts, try again later"
+	if status == http.StatusServiceUnavailable {
+		msg = "login temporarily unavailable, try again later"
+	}
+	http.Error(w, msg, status)
+}
+
+// setRefusalHeaders sets Retry-After (whole seconds rounded up, at least 1)
+// and Cache-Control: no-store.
+func setRefusalHeaders(w http.ResponseWriter, retry time.Duration) {
 	secs := int64((retry + time.Second - 1) / time.Second)
 	if secs < 1 {
 		secs = 1
@@ -143,11 +186,6 @@ func refuse(w http.ResponseWriter, status int, retry time.Duration) {
 	h := w.Header()
 	h.Set("Retry-After", strconv.FormatInt(secs, 10))
 	h.Set("Cache-Control", "no-store")
-	msg := "too many login attempts, try again later"
-	if status == http.StatusServiceUnavailable {
-		msg = "login temporarily unavailable, try again later"
-	}
-	http.Error(w, msg, status)
 }
 
 type usernameKey struct{}

@@ -133,3 +133,13 @@ func TestPolicyEffect(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisHostPort: -redis accepts host:port as people type it, not only a
+// redis:// URL.
+func TestRedisHostPort(t *testing.T) {
+	s := redistest.Start(t)
+	code, stdout, stderr := runCmd(t, "doctor", "-redis", s.Addr)
+	if code == exitUsage || strings.Contains(stderr, "parse") || !strings.Contains(stdout, "eviction") {
+		t.Errorf("doctor -redis %s = %d:\n%s%s", s.Addr, code, stdout, stderr)
+	}
+}

@@ -136,6 +136,19 @@ func runKeyCommand(ctx context.Context, name string, args []string, stdout, stde
 			return exitOK
 		}
 	}
+	if name == "inspect" {
+		// A limiter of another Name, prefix, algorithm or Period names other
+		// keys: say so rather than print a fresh state that was never read.
+		exists, err := lim.Exists(ctx, k.key)
+		if err != nil {
+			return failure(stderr, name, err)
+		}
+		if !exists {
+			fmt.Fprintf(stderr, "inspect: no state for key %q of limiter %q (%s, %s, prefix %q): the key is unused or fresh again, or the flags name another limiter (check -name, -prefix, -algorithm and the Period of -limit)\n",
+				k.key, k.name, k.algorithm.a, k.limit.String(), lim.Config().KeyPrefix)
+			return exitFail
+		}
+	}
 	res, err := lim.Peek(ctx, k.key)
 	if err != nil {
 		return failure(stderr, name, err)
@@ -155,7 +168,7 @@ func printState(w io.Writer, cfg ratelimit.Config, key string, r ratelimit.Resul
 	fmt.Fprintf(w, "fresh after  %v\n", r.ResetAfter)
 	if r.Locked() {
 		until := now.Add(r.RetryAfter).UTC().Format(time.RFC3339)
-		fmt.Fprintf(w, "locked       yes, until %s (%v from now); unlock with: ratelimit reset -name %s -key %q\n", until, r.RetryAfter, cfg.Name, key)
+		fmt.Fprintf(w, "locked       yes, until %s (%v from now); unlock with: go run ./cmd/ratelimit reset -name %s -limit %s -key %q\n", until, r.RetryAfter, cfg.Name, ratelimit.FormatLimit(cfg.Limit, cfg.Period), key)
 	} else {
 		fmt.Fprintf(w, "locked       no\n")
 	}

@@ -77,12 +77,13 @@ func TestInspectReset(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		out := inspect()
-		if got := field(t, out, "admitted now"); got != "yes" {
-			t.Errorf("fresh key: admitted now = %q, want yes", got)
+		// A key with no state (or another limiter's flags) is said so, exit 1:
+		// inspect never prints a state it did not read.
+		if code, _, stderr := runCmd(t, append([]string{"inspect"}, flags...)...); code != exitFail || !strings.Contains(stderr, "no state for key") {
+			t.Errorf("inspect of an unused key = %d:\n%s", code, stderr)
 		}
-		if got, want := field(t, out, "remaining"), fmt.Sprintf("%d of 3", fresh.Remaining); got != want {
-			t.Errorf("fresh key: remaining = %q, want %q", got, want)
+		if fresh.Remaining != 3 {
+			t.Errorf("fresh Peek remaining = %d, want 3", fresh.Remaining)
 		}
 
 		for range 2 {
@@ -94,6 +95,7 @@ func TestInspectReset(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		var out string
 		for range 3 { // inspect consumes nothing: the same answer every time
 			out = inspect()
 			if got, w := field(t, out, "remaining"), fmt.Sprintf("%d of 3", want.Remaining); got != w {
@@ -125,16 +127,17 @@ func TestInspectReset(t *testing.T) {
 			t.Errorf("locked key: retry after = %v (%v), want about 10m", retry, err)
 		}
 
-		// Another prefix is another key: fresh.
-		code, stdout, _ := runCmd(t, "inspect", "-redis", b.url, "-name", "login-user", "-limit", "3/15m", "-key", "alice")
-		if code != exitOK || field(t, stdout, "admitted now") != "yes" {
-			t.Errorf("inspect with the default prefix = %d:\n%s", code, stdout)
+		// Another prefix is another key: no state there, said so (exit 1),
+		// never a fabricated fresh state.
+		code, stdout, stderr := runCmd(t, "inspect", "-redis", b.url, "-name", "login-user", "-limit", "3/15m", "-key", "alice")
+		if code != exitFail || stdout != "" || !strings.Contains(stderr, "check -name, -prefix") {
+			t.Errorf("inspect with the default prefix = %d:\n%s%s", code, stdout, stderr)
 		}
 
 		if code, _, _ := runCmd(t, "reset", "-redis", b.url, "-name", "login-user", "-prefix", "t:", "-key", "alice"); code != exitUsage {
 			t.Errorf("reset without -limit = %d, want %d (the Period names the key)", code, exitUsage)
 		}
-		code, stdout, stderr := runCmd(t, "reset", "-redis", b.url, "-name", "login-user", "-prefix", "t:", "-limit", "3/15m", "-key", "alice")
+		code, stdout, stderr = runCmd(t, "reset", "-redis", b.url, "-name", "login-user", "-prefix", "t:", "-limit", "3/15m", "-key", "alice")
 		if code != exitOK || !strings.Contains(stdout, `key "alice" of limiter "login-user" is fresh again`) {
 			t.Fatalf("reset = %d, stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 		}
@@ -156,7 +159,16 @@ func TestInspectReset(t *testing.T) {
 func TestInspectAlgorithms(t *testing.T) {
 	m := miniredis.RunT(t)
 	url := "redis://" + m.Addr()
+	rdb := redis.NewClient(&redis.Options{Addr: m.Addr(), MaxRetries: -1, ContextTimeoutEnabled: true})
+	defer rdb.Close()
 	for _, a := range algorithms {
+		lim, err := ratelimit.New(rdb, ratelimit.Config{Name: "x", Algorithm: a, Limit: 10, Period: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lim.Allow(context.Background(), "k"); err != nil { // a state to inspect
+			t.Fatal(err)
+		}
 		code, stdout, stderr := runCmd(t, "inspect", "-redis", url, "-name", "x", "-algorithm", a.String(), "-limit", "10/s", "-key", "k")
 		if code != exitOK || !strings.Contains(stdout, "("+a.String()+", 10/s, burst 10") {
 			t.Errorf("inspect -algorithm %s = %d:\n%s%s", a, code, stdout, stderr)

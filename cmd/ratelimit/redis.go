@@ -105,6 +105,9 @@ func (r *redisFlags) connect(ctx context.Context, embedded bool) (*conn, error) 
 		}
 		c = &conn{client: redis.NewClusterClient(opts), desc: "Redis Cluster " + strings.Join(opts.Addrs, ","), cluster: true}
 	case url != "":
+		if !strings.Contains(url, "://") {
+			url = "redis://" + url // host:port, as people type it
+		}
 		opts, err := redis.ParseURL(url)
 		if err != nil {
 			return nil, fmt.Errorf("-redis %q: %v (want redis://host:port or rediss://host:port)", redactURL(url), err)

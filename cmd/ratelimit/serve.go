@@ -213,7 +213,7 @@ Open %[1]s/ in a browser, or try:
   curl -i -d username=%[3]s -d password=wrong %[1]s/login
   curl -i -d username=%[3]s -d password=%[4]s %[1]s/login
   curl -s %[1]s/metrics | grep '^ratelimit'
-  ratelimit inspect%[5]s -name %[6]s -limit %[7]s -key 127.0.0.1
+  go run ./cmd/ratelimit inspect%[5]s -name %[6]s -limit %[7]s -key 127.0.0.1
 
 Press Ctrl-C to stop.
 `, base, a.Burst+5, demoUser, demoPassword, redisFlag, a.Name, ratelimit.FormatLimit(a.Limit, a.Period))

@@ -282,6 +282,14 @@ func TestServeLogin(t *testing.T) {
 	if ra, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 15*60 {
 		t.Errorf("locked out: Retry-After %q, want 1..900 seconds", resp.Header.Get("Retry-After"))
 	}
+	// The 429 answers JSON, like the 200 and the 401.
+	var refusal struct {
+		Error      string  `json:"error"`
+		RetryAfter float64 `json:"retry_after_seconds"`
+	}
+	if err := json.Unmarshal([]byte(body), &refusal); err != nil || refusal.Error == "" || refusal.RetryAfter < 1 {
+		t.Errorf("locked out: body %q (%v), want JSON with error and retry_after_seconds", body, err)
+	}
 	// Locked out: even the right password is refused, unchecked.
 	if resp, _ := postLogin(t, srv.URL, formType, right); resp.StatusCode != http.StatusTooManyRequests {
 		t.Errorf("right password while locked out = %d, want 429", resp.StatusCode)

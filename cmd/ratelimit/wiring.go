@@ -62,7 +62,7 @@ func newDemo(c *conn, cfg serveConfig) (*demo, error) {
 		return nil, fmt.Errorf("-login-limit %s: %w", cfg.loginLimit.String(), err)
 	}
 	d.guard = guard
-	d.login = (&login.HTTP{Guard: guard, ClientIP: clientIP}).Handler(http.HandlerFunc(verifyLogin))
+	d.login = (&login.HTTP{Guard: guard, ClientIP: clientIP, Refused: http.HandlerFunc(loginRefused)}).Handler(http.HandlerFunc(verifyLogin))
 	d.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	return d, nil
 }
@@ -99,4 +99,15 @@ func verifyLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "user": user})
+}
+
+// loginRefused answers a refused login in JSON, like the demo's other
+// answers; the wrapper has set Retry-After.
+func loginRefused(w http.ResponseWriter, r *http.Request) {
+	f, _ := login.RefusalFrom(r.Context())
+	msg := "too many login attempts, try again later"
+	if f.Status == http.StatusServiceUnavailable {
+		msg = "login temporarily unavailable, try again later"
+	}
+	writeJSON(w, f.Status, map[string]any{"error": msg, "retry_after_seconds": math.Ceil(f.Decision.RetryAfter.Seconds())})
 }
