@@ -23,8 +23,10 @@ const benchUsage = `Usage:
 
 Runs concurrent Allow calls against one Redis for each algorithm in turn and
 reports decisions per second and the p50 and p99 latency of one decision. On a
-terminal a progress line updates while it runs; otherwise only the summary is
-printed. Keys live under "ratelimit-bench:" and are deleted afterwards.
+terminal a progress line updates while it runs; otherwise a progress line is
+printed every 2 seconds. When Redis stops answering (100 calls in a row fail)
+the run stops, reports the error once and exits 1. Keys live under
+"ratelimit-bench:" and are deleted afterwards.
 
 Latency is worth quoting only against a real redis-server on the network the
 application uses.
@@ -63,7 +65,11 @@ type benchResult struct {
 	elapsed   time.Duration
 	p50, p99  time.Duration
 	firstErr  error
+	aborted   bool // stopped early: Redis stopped answering
 }
+
+// maxFailStreak is how many calls in a row may fail before a run stops.
+const maxFailStreak = 100
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var b benchConfig
@@ -120,21 +126,30 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if err != nil {
 			return usageError(stderr, "bench", err)
 		}
-		var progress io.Writer
-		if tty {
-			progress = stdout
+		r := benchOne(ctx, lim, b, stdout, tty)
+		if !r.aborted {
+			cleanup(context.WithoutCancel(ctx), lim, b.keys)
 		}
-		r := benchOne(ctx, lim, b, progress)
-		cleanup(context.WithoutCancel(ctx), lim, b.keys)
 		results = append(results, r)
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || r.aborted {
 			break
 		}
 	}
 	printBench(stdout, results)
 	for _, r := range results {
 		if r.errors > 0 {
-			fmt.Fprintf(stderr, "ratelimit bench: %s: %d calls failed, first: %v\n", r.algorithm, r.errors, r.firstErr)
+			// The error without the run's internal limiter name.
+			msg := r.firstErr.Error()
+			if _, rest, ok := strings.Cut(msg, ": "); ok && strings.HasPrefix(msg, "ratelimit: ") {
+				if _, rest2, ok := strings.Cut(rest, ": "); ok {
+					msg = rest2
+				}
+			}
+			fmt.Fprintf(stderr, "ratelimit bench: %s: %d calls failed (%s): %s\n", r.algorithm, r.errors, ratelimit.ErrorKind(r.firstErr), msg)
+		}
+		if r.aborted {
+			fmt.Fprintf(stderr, "ratelimit bench: stopped: %d calls in a row failed, Redis is not answering\n", maxFailStreak)
+			return exitFail
 		}
 	}
 	if ctx.Err() != nil {
@@ -150,15 +165,18 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 }
 
 // benchOne runs b.workers goroutines calling Allow for b.duration and measures
-// each call. With progress non-nil it rewrites a status line there every 200ms.
-func benchOne(ctx context.Context, lim *ratelimit.Limiter, b benchConfig, progress io.Writer) benchResult {
+// each call. It writes progress to out: on a terminal (tty) a status line
+// rewritten every 200ms, otherwise a line every 2s. It stops early when
+// maxFailStreak calls in a row fail.
+func benchOne(ctx context.Context, lim *ratelimit.Limiter, b benchConfig, out io.Writer, tty bool) benchResult {
 	// The run ends by a flag, not a context deadline: a call in flight when
 	// the time is up finishes normally instead of failing with a timeout.
 	var stop atomic.Bool
 	timer := time.AfterFunc(b.duration, func() { stop.Store(true) })
 	defer timer.Stop()
 	res := benchResult{algorithm: lim.Config().Algorithm}
-	var decisions, allowed, failed atomic.Int64
+	var decisions, allowed, failed, streak atomic.Int64
+	var aborted atomic.Bool
 	var errOnce sync.Once
 	lat := make([][]time.Duration, b.workers)
 	var wg sync.WaitGroup
@@ -180,8 +198,13 @@ func benchOne(ctx context.Context, lim *ratelimit.Limiter, b benchConfig, progre
 					}
 					failed.Add(1)
 					errOnce.Do(func() { res.firstErr = err })
+					if streak.Add(1) >= maxFailStreak {
+						aborted.Store(true)
+						stop.Store(true)
+					}
 					continue
 				}
+				streak.Store(0)
 				lat[w] = append(lat[w], d)
 				decisions.Add(1)
 				if r.Allowed {
@@ -192,7 +215,11 @@ func benchOne(ctx context.Context, lim *ratelimit.Limiter, b benchConfig, progre
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
-	tick := time.NewTicker(200 * time.Millisecond)
+	every := 2 * time.Second
+	if tty {
+		every = 200 * time.Millisecond
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 loop:
 	for {
@@ -200,15 +227,19 @@ loop:
 		case <-done:
 			break loop
 		case <-tick.C:
-			if progress != nil {
-				el := time.Since(start)
-				fmt.Fprintf(progress, "\r%-15s %5.1fs  %9d decisions  %9.0f/s  ", res.algorithm, el.Seconds(), decisions.Load(), float64(decisions.Load())/el.Seconds())
+			el := time.Since(start)
+			line := fmt.Sprintf("%-15s %5.1fs %10d decisions %10.0f/s %8d errors", res.algorithm, el.Seconds(), decisions.Load(), float64(decisions.Load())/el.Seconds(), failed.Load())
+			if tty {
+				fmt.Fprint(out, "\r"+line)
+			} else {
+				fmt.Fprintln(out, line)
 			}
 		}
 	}
-	if progress != nil {
-		fmt.Fprint(progress, "\r\033[K")
+	if tty {
+		fmt.Fprint(out, "\r\033[K")
 	}
+	res.aborted = aborted.Load()
 	res.elapsed = time.Since(start)
 	res.decisions, res.allowed, res.errors = decisions.Load(), allowed.Load(), failed.Load()
 	all := slices.Concat(lat...)
@@ -237,6 +268,7 @@ func cleanup(ctx context.Context, lim *ratelimit.Limiter, keys int) {
 
 func printBench(w io.Writer, results []benchResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	defer tw.Flush()
 	fmt.Fprintln(tw, "algorithm\tdecisions\tdecisions/s\tallowed\tp50\tp99\terrors\t")
 	for _, r := range results {
 		rate := 0.0
@@ -250,7 +282,6 @@ func printBench(w io.Writer, results []benchResult) {
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f%%\t%v\t%v\t%d\t\n", r.algorithm, r.decisions, rate, pct,
 			r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.errors)
 	}
-	tw.Flush()
 }
 
 // isTerminal reports whether w is a terminal (a character device), where a

@@ -78,3 +78,41 @@ func TestPercentile(t *testing.T) {
 		t.Errorf("percentile(nil) = %v, want 0", got)
 	}
 }
+
+// TestBenchRedisKilled: with Redis killed mid-run, bench stops soon (it used
+// to hammer for its whole duration: 2.6M failed calls), reports the error
+// once, without internal names, and exits 1.
+func TestBenchRedisKilled(t *testing.T) {
+	s := redistest.Start(t)
+	type out struct {
+		code           int
+		stdout, stderr string
+	}
+	done := make(chan out, 1)
+	start := time.Now()
+	go func() {
+		code, stdout, stderr := runCmd(t, "bench", "-redis", "redis://"+s.Addr, "-c", "4", "-d", "60s", "-keys", "100")
+		done <- out{code, stdout, stderr}
+	}()
+	time.Sleep(2500 * time.Millisecond)
+	s.Kill()
+	var o out
+	select {
+	case o = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("bench kept running 30s after Redis was killed")
+	}
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("bench ran %v of its 60s after Redis was killed at 2.5s", took)
+	}
+	if o.code != exitFail || strings.Count(o.stderr, "calls failed") != 1 || !strings.Contains(o.stderr, "stopped") {
+		t.Errorf("bench with Redis killed = %d, stderr:\n%s", o.code, o.stderr)
+	}
+	if strings.Contains(o.stderr, ".token-bucket") || strings.Contains(o.stderr, "ratelimit: r") {
+		t.Errorf("the error shows the run's internal limiter name:\n%s", o.stderr)
+	}
+	// Not a terminal: a progress line every 2s, before Redis died.
+	if !strings.Contains(o.stdout, "decisions") || !strings.Contains(o.stdout, "errors\n") {
+		t.Errorf("no progress line on a non-terminal:\n%s", o.stdout)
+	}
+}
