@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -73,7 +74,7 @@ func AllowAll(ctx context.Context, reqs ...Request) (results []Result, errs []er
 				done[j] = true
 			}
 		}
-		runGroup(ctx, group)
+		runGroup(ctx, group, time.Time{})
 	}
 	for i := range items {
 		results[i] = items[i].res
@@ -91,22 +92,28 @@ func AllowAll(ctx context.Context, reqs ...Request) (results []Result, errs []er
 
 // batchItem is one request of a batch and, after it ran, its answer.
 type batchItem struct {
-	l    *Limiter
-	keys []string // the Redis keys (Limiter.keys)
-	n    int
+	l     *Limiter
+	keys  []string // the Redis keys (Limiter.keys)
+	n     int
+	state *atomic.Int32 // a coalesced call's state (see pending), or nil
 
 	res Result
 	err error
 }
 
-// runGroup decides a group of requests whose limiters share one client.
-func runGroup(ctx context.Context, group []*batchItem) {
+// runGroup decides a group of requests whose limiters share one client,
+// within the smallest Timeout of their limiters and, if end is not zero, by
+// end. ctx is the callers' context (for the failure policies).
+func runGroup(ctx context.Context, group []*batchItem, end time.Time) {
 	client := group[0].l.client
 	p, ok := client.(pipeliner)
 	if !ok || len(group) == 1 {
 		for _, it := range group {
 			// Not AllowN: a coalesced call must not be queued again.
-			it.res, it.err = it.l.call(ctx, it.keys, it.n, OpAllow)
+			res, err := it.l.call(ctx, it.keys, it.n, OpAllow)
+			if it.claim() {
+				it.res, it.err = res, err
+			}
 		}
 		return
 	}
@@ -122,6 +129,11 @@ func runGroup(ctx context.Context, group []*batchItem) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if !end.IsZero() {
+		var cancelEnd context.CancelFunc
+		rctx, cancelEnd = context.WithDeadline(rctx, end)
+		defer cancelEnd()
+	}
 
 	if cc, ok := client.(*redis.ClusterClient); ok {
 		runOnPrimaries(ctx, rctx, cc, group)
@@ -179,6 +191,9 @@ func pipelineGroup(ctx, rctx context.Context, client redis.Scripter, p pipeliner
 				run.sick = true
 			}
 		}
+		if !it.claim() {
+			continue // its caller has given up and answered it
+		}
 		it.res, it.err = it.l.finish(ctx, it.keys, it.n, OpAllow, reply, err, reloaded[i], took)
 	}
 }
@@ -219,7 +234,10 @@ func runOnPrimaries(ctx, rctx context.Context, cc *redis.ClusterClient, group []
 		alone = append(alone, run.redirected...)
 	}
 	for _, it := range alone {
-		it.res, it.err = it.l.call(ctx, it.keys, it.n, OpAllow)
+		res, err := it.l.call(ctx, it.keys, it.n, OpAllow)
+		if it.claim() {
+			it.res, it.err = res, err
+		}
 	}
 }
 

@@ -6,10 +6,13 @@ import (
 	"errors"
 	"math"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/seed68425060/ratelimit/internal/faultproxy"
 	"github.com/seed68425060/ratelimit/internal/redistest"
 )
 
@@ -212,5 +215,64 @@ func TestHugeBulkReplyWithinTimeout(t *testing.T) {
 	}
 	if took > 2*timeout {
 		t.Errorf("Allow took %v with Timeout %v, want about one Timeout", took, timeout)
+	}
+}
+
+// TestPipelinedCallsWithinTimeout: on a paused Redis, every pipelined call
+// ends within about its Timeout (a call queued behind the batch in flight
+// took 380-400ms for a Timeout of 200ms: that batch's wait, then its own),
+// decided by the failure policy, and a call that was never sent is never
+// charged.
+func TestPipelinedCallsWithinTimeout(t *testing.T) {
+	s := redistest.Start(t)
+	p, err := faultproxy.Start(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := redis.NewClient(redistest.Options(p.Addr))
+	defer c.Close()
+	const timeout = 200 * time.Millisecond
+	rec := newRecorder(t)
+	l := mustNew(t, c, Config{Name: "pipetimeout", Limit: 1000, Period: time.Hour, Pipeline: 1, Timeout: timeout, OnFailure: FailOpen, Observer: rec})
+	ctx := context.Background()
+	if _, err := l.Allow(ctx, "warm"); err != nil { // connect, load the script
+		t.Fatal(err)
+	}
+	rec.drain()
+	p.DelayReplies(time.Minute)
+	const calls = 20
+	var wg sync.WaitGroup
+	var slow atomic.Int64
+	outcomes := make(chan Outcome, calls)
+	for i := 0; i < calls; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			r, err := l.Allow(ctx, "k")
+			if took := time.Since(start); took > timeout+timeout/2 {
+				slow.Add(1)
+				t.Logf("a call took %v", took)
+			}
+			if err != nil {
+				t.Error(err)
+			}
+			outcomes <- r.Outcome
+		}()
+		time.Sleep(2 * time.Millisecond) // calls arrive while a batch is in flight
+	}
+	wg.Wait()
+	close(outcomes)
+	for o := range outcomes {
+		if o != OutcomeFailedOpen {
+			t.Errorf("outcome %v on a paused Redis, want failed_open", o)
+		}
+	}
+	if n := slow.Load(); n > 0 {
+		t.Errorf("%d of %d pipelined calls took more than 1.5 x Timeout (%v)", n, calls, timeout)
+	}
+	if n := len(rec.drain()); n != calls {
+		t.Errorf("%d events for %d calls, want one each", n, calls)
 	}
 }

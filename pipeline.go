@@ -2,7 +2,10 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // coalescer turns concurrent Allow calls of one Limiter into pipelines: a
@@ -20,10 +23,36 @@ type coalescer struct {
 	inFlight int
 }
 
-// pending is one coalesced call.
+// pending is one coalesced call. Its deadline is one Timeout from the moment
+// it was made, waiting in the queue included: its caller returns then
+// whatever happens. A call whose caller gave up before its batch was sent is
+// not sent (never charged); one in flight then may still be charged, once,
+// and its pipeline's answer is dropped. Each call is finished (decided or
+// failed, and observed) exactly once: by its leader or by its caller.
 type pending struct {
 	batchItem
-	done chan struct{}
+	end   time.Time     // the call's deadline
+	state atomic.Int32  // queued, sent, dropped or finished
+	done  chan struct{} // closed when the leader is done with the batch
+}
+
+// The states of a pending call: who finishes it.
+const (
+	queued   int32 = iota // waiting: a leader may send it, or its caller drop it
+	sent                  // in a pipeline: the leader finishes it, unless its caller gives up first
+	dropped               // finished by its caller, at its deadline
+	finished              // finished by the leader
+)
+
+var (
+	errNotSent = fmt.Errorf("pipelined call not sent before its deadline: %w", context.DeadlineExceeded)
+	errNoReply = fmt.Errorf("pipelined call got no reply before its deadline: %w", context.DeadlineExceeded)
+)
+
+// claim reports whether the item is to be finished by the pipeline: true
+// except for a coalesced call whose caller has given up on it.
+func (it *batchItem) claim() bool {
+	return it.state == nil || it.state.CompareAndSwap(sent, finished)
 }
 
 // allow decides a call of cost n on l's Redis keys.
@@ -31,7 +60,9 @@ func (c *coalescer) allow(ctx context.Context, l *Limiter, keys []string, n int)
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
-	p := &pending{batchItem: batchItem{l: l, keys: keys, n: n}, done: make(chan struct{})}
+	start := time.Now()
+	p := &pending{batchItem: batchItem{l: l, keys: keys, n: n}, end: start.Add(l.cfg.Timeout), done: make(chan struct{})}
+	p.batchItem.state = &p.state
 	c.mu.Lock()
 	c.queue = append(c.queue, p)
 	var batch []*pending
@@ -43,25 +74,55 @@ func (c *coalescer) allow(ctx context.Context, l *Limiter, keys []string, n int)
 	if batch != nil {
 		c.lead(batch)
 	}
+	if p.state.Load() == finished {
+		return p.res, p.err // led by this caller
+	}
+	timer := time.NewTimer(time.Until(p.end))
+	defer timer.Stop()
 	select {
 	case <-p.done:
-		return p.res, p.err
+		if p.state.Load() == finished {
+			return p.res, p.err
+		}
 	case <-ctx.Done():
-		// The call may still be decided (and charged) in its pipeline.
-		return Result{}, ctx.Err()
+	case <-timer.C:
 	}
+	// The caller gives up: its context ended, or its deadline passed.
+	var err error
+	switch {
+	case p.state.CompareAndSwap(queued, dropped):
+		err = errNotSent // never sent: never charged
+	case p.state.CompareAndSwap(sent, dropped):
+		err = errNoReply // may be charged, once
+	default:
+		<-p.done // finished by the leader meanwhile
+		return p.res, p.err
+	}
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return l.finish(ctx, keys, n, OpAllow, nil, err, false, time.Since(start))
 }
 
 // lead sends batch as one pipeline, then passes any calls queued meanwhile to
 // a new leader, so that this caller returns as soon as its own batch is done.
 func (c *coalescer) lead(batch []*pending) {
-	items := make([]*batchItem, len(batch))
-	for i, p := range batch {
-		items[i] = &p.batchItem
+	items := make([]*batchItem, 0, len(batch))
+	var end time.Time
+	for _, p := range batch {
+		if !p.state.CompareAndSwap(queued, sent) {
+			continue // its caller gave up before it was sent
+		}
+		items = append(items, &p.batchItem)
+		if end.IsZero() || p.end.Before(end) {
+			end = p.end
+		}
 	}
-	// The callers' contexts only bound their own waiting: the pipeline runs
-	// under the Limiter's Timeout.
-	runGroup(context.Background(), items)
+	if len(items) > 0 {
+		// The callers' contexts only bound their own waiting: the pipeline
+		// runs until the earliest deadline of its calls.
+		runGroup(context.Background(), items, end)
+	}
 	for _, p := range batch {
 		close(p.done)
 	}
