@@ -142,10 +142,10 @@ func run(ctx context.Context, o options, command string, progress io.Writer) err
 	}
 	md := rep.markdown(o)
 	if o.Out == "" {
-		_, err := io.WriteString(os.Stdout, md)
+		_, err := io.WriteString(os.Stdout, defaultPreamble+"\n"+md)
 		return err
 	}
-	return os.WriteFile(o.Out, []byte(md), 0o644)
+	return writeReport(o.Out, md)
 }
 
 // measureAll runs every measurement on the server at addr.
