@@ -116,8 +116,8 @@ func BenchmarkPipeline(b *testing.B) {
 }
 
 // BenchmarkPolicies compares one rate, two rates in one call, a per-call
-// rate (a view made once per plan, as a plan table would keep it) and a view
-// made on every call, on a real redis-server.
+// rate through a view kept by the caller, and With called on every call
+// (which returns its kept view), on a real redis-server.
 func BenchmarkPolicies(b *testing.B) {
 	s := redistest.Start(b)
 	c := s.Client(b)

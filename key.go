@@ -75,9 +75,6 @@ func (l *Limiter) keys(key string) []string {
 // lockSuffix ends the name of an identity's lock key.
 const lockSuffix = ":lock"
 
-// redisKey is the state key of key's first rate (keys(key)[1]).
-func (l *Limiter) redisKey(key string) string { return l.keys(key)[1] }
-
 func rawKeyByte(b byte) bool {
 	switch {
 	case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':

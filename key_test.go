@@ -156,3 +156,7 @@ func TestRedisKeyAllocs(t *testing.T) {
 		}
 	}
 }
+
+// redisKey is the state key of key's first rate (keys(key)[1]), for tests
+// that read a limiter's state directly.
+func (l *Limiter) redisKey(key string) string { return l.keys(key)[1] }

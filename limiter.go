@@ -87,6 +87,7 @@ type core struct {
 	denied  *denyCache    // nil unless Config.DenyCache
 	locals  *localLimiter // nil unless FailLocal
 	epochs  epochs        // the calls' shared deadlines (see deadline)
+	views   views         // the views With made
 }
 
 // New returns a Limiter that keeps its state in Redis through client, which may
@@ -228,14 +229,14 @@ func (l *Limiter) Refund(ctx context.Context, key string, n int) (Result, error)
 // already, or the limiter is not the one that wrote it (another Name,
 // KeyPrefix, Algorithm or Period names other keys).
 func (l *Limiter) Reset(ctx context.Context, key string) (found bool, err error) {
-	n, err := l.admin(ctx, "reset", l.reset, key, true)
+	n, err := l.admin(ctx, "reset", l.reset, key, false)
 	return n > 0, err
 }
 
 // Unlock lifts key's lockout (Config.BlockFor or Lock) and leaves its state
 // as it is. found reports whether there was a lock.
 func (l *Limiter) Unlock(ctx context.Context, key string) (found bool, err error) {
-	n, err := l.admin(ctx, "unlock", l.unlock, key, false)
+	n, err := l.admin(ctx, "unlock", l.unlock, key, true)
 	return n > 0, err
 }
 
@@ -247,14 +248,15 @@ func (l *Limiter) Exists(ctx context.Context, key string) (bool, error) {
 	return n > 0, err
 }
 
-// admin runs an admin script on key's keys (only the lock unless all) and
-// returns its integer reply. It drops key from the deny cache when forget.
-func (l *Limiter) admin(ctx context.Context, what string, s *script, key string, forget bool, args ...any) (int64, error) {
+// admin runs an admin script on key's keys (only its lock when lockOnly)
+// and returns its integer reply. Any script but exists changes the key, so
+// the key leaves the deny cache.
+func (l *Limiter) admin(ctx context.Context, what string, s *script, key string, lockOnly bool, args ...any) (int64, error) {
 	keys := l.keys(key)
-	if l.denied != nil && (forget || s == l.unlock || s == l.lock) {
+	if l.denied != nil && s != l.exists {
 		l.denied.forget(keys[0])
 	}
-	if s == l.unlock || s == l.lock {
+	if lockOnly {
 		keys = keys[:1]
 	}
 	ctx, cancel := l.deadline(ctx, time.Now())

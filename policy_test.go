@@ -420,3 +420,25 @@ func TestMultiRateDenyCacheAndFailLocal(t *testing.T) {
 		t.Errorf("FailLocal admitted %d, want 2 (the minute's 4 divided between 2 instances)", admitted)
 	}
 }
+
+// TestWithKeepsViews: With returns the same view for the same rates, from
+// the limiter or any of its views, and makes it without allocating then.
+func TestWithKeepsViews(t *testing.T) {
+	l := mustNew(t, &fakeScripter{}, Config{Name: "views", Limit: 10, Period: time.Second})
+	a := must(l.With(PerMinute(100), PerDay(1000)))
+	if b := must(l.With(PerMinute(100), PerDay(1000))); b != a {
+		t.Error("With made a second view for the same rates")
+	}
+	if b := must(a.With(PerMinute(100), PerDay(1000))); b != a {
+		t.Error("a view's With made another view for the same rates")
+	}
+	if b := must(l.With(PerMinute(200))); b == a {
+		t.Error("With returned the same view for other rates")
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = l.With(PerMinute(100), PerDay(1000)) }); n != 0 {
+		t.Errorf("With of known rates allocates %v times, want 0", n)
+	}
+	if _, err := l.With(Rate{Limit: -1, Period: time.Second}); err == nil {
+		t.Error("With of a bad rate succeeded")
+	}
+}

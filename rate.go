@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -189,9 +190,10 @@ func periodTag(d time.Duration) string {
 
 // With returns a view of l that checks rates instead of l's own: a
 // customer's plan, looked up per request. The view shares l's client, keys,
-// pipelines, caches, observer and every other setting; it is cheap to make
-// (one small allocation and the rates' arguments), and a view per plan may be
-// kept and reused. Every operation works on it.
+// pipelines, caches, observer and every other setting, and every operation
+// works on it. With keeps the views it made, up to 1,024 distinct rate sets
+// per limiter (and its views): calling it per request with a plan's rates
+// returns the same view each time, without allocating.
 //
 // The same key under new rates keeps its state, rate by rate, matched by
 // Period (the Period is part of a rate's Redis key):
@@ -208,6 +210,18 @@ func periodTag(d time.Duration) string {
 // With returns an error wrapping ErrInvalidConfig naming the bad rate
 // ("rates[1].Burst = ..."), for the same rules as Config's.
 func (l *Limiter) With(rates ...Rate) (*Limiter, error) {
+	var id viewKey
+	cacheable := len(rates) <= maxRates
+	if cacheable {
+		id.n = len(rates)
+		copy(id.rates[:], rates)
+		l.views.mu.RLock()
+		v := l.views.m[id]
+		l.views.mu.RUnlock()
+		if v != nil {
+			return v, nil
+		}
+	}
 	rs, err := newRateSet(l.cfg.Algorithm, rates, func(i int) string { return fmt.Sprintf("rates[%d]", i) })
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: %s: With: %w", l.cfg.Name, err)
@@ -217,7 +231,34 @@ func (l *Limiter) With(rates ...Rate) (*Limiter, error) {
 	if l.locals != nil {
 		v.local = l.locals.divide(rs)
 	}
+	if cacheable {
+		l.views.mu.Lock()
+		if l.views.m == nil {
+			l.views.m = make(map[viewKey]*Limiter)
+		}
+		if len(l.views.m) < maxViews {
+			l.views.m[id] = v
+		}
+		l.views.mu.Unlock()
+	}
 	return v, nil
+}
+
+// maxViews bounds the views With keeps per limiter; past it, With makes a
+// view per call.
+const maxViews = 1024
+
+// viewKey is a rate set as With receives it, comparable and built without
+// allocating.
+type viewKey struct {
+	n     int
+	rates [maxRates]Rate
+}
+
+// views are the views With made, shared by a limiter and its views.
+type views struct {
+	mu sync.RWMutex
+	m  map[viewKey]*Limiter
 }
 
 // Rates returns the rates the limiter checks, Burst filled in.

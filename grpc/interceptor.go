@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/seed68425060/ratelimit"
@@ -130,9 +129,9 @@ type Config struct {
 	// or nil for the limiter's own rates. An error is handled like a limiter
 	// error (OnFailure); rates that With rejects (ratelimit.ErrInvalidConfig)
 	// are always refused, with codes.Internal, since serving them unlimited
-	// would hide the bug and retrying cannot help. Views are kept per
-	// distinct set of up to 4 rates, at most 1,024 sets per limiter. Every name
-	// must be one of a limiter in Limiters or Methods. If nil, every limiter
+	// would hide the bug and retrying cannot help. ratelimit.Limiter.With
+	// keeps a view per distinct rate set. Every name must be one of a limiter
+	// in Limiters or Methods. If nil, every limiter
 	// uses its own rates.
 	Rates map[string]func(ctx context.Context, call Call) ([]ratelimit.Rate, error)
 
@@ -212,8 +211,7 @@ type entry struct {
 	alg    ratelimit.Algorithm
 	key    KeyFunc // Config.Keys override, or nil for the shared one
 	rates  func(context.Context, Call) ([]ratelimit.Rate, error)
-	views  *viewCache // nil without rates
-	hidden bool       // named in Config.NoMetadata
+	hidden bool // named in Config.NoMetadata
 }
 
 // New checks cfg and returns an Interceptor. Every problem is reported at
@@ -314,9 +312,6 @@ func New(cfg Config) (*Interceptor, error) {
 		for _, l := range list {
 			lc := l.Config()
 			e := &entry{lim: l, name: lc.Name, alg: lc.Algorithm, key: cfg.Keys[lc.Name], rates: cfg.Rates[lc.Name], hidden: hidden[lc.Name]}
-			if e.rates != nil {
-				e.views = &viewCache{views: map[rateSet]*ratelimit.Limiter{}}
-			}
 			out = append(out, e)
 		}
 		return out
@@ -450,7 +445,7 @@ func (in *Interceptor) decide(ctx context.Context, fullMethod string) (metadata.
 		if e.rates != nil && err == nil {
 			var rates []ratelimit.Rate
 			if rates, err = e.rates(ctx, call); err == nil && rates != nil {
-				lim, err = e.views.view(e.lim, rates)
+				lim, err = e.lim.With(rates...) // the same view per plan (see With)
 			}
 			if err != nil && errors.Is(err, ratelimit.ErrInvalidConfig) {
 				in.observe(e, ratelimit.OutcomeFailedClosed, err)
@@ -637,46 +632,4 @@ func ceilMillis(d time.Duration) time.Duration {
 		d += time.Millisecond - r
 	}
 	return d
-}
-
-// rateSet is a viewCache key: up to 4 rates, comparable, built without
-// allocating.
-type rateSet struct {
-	n     int
-	rates [4]ratelimit.Rate
-}
-
-// viewCache keeps a limiter's views (ratelimit.Limiter.With) per rate set.
-type viewCache struct {
-	mu    sync.Mutex
-	views map[rateSet]*ratelimit.Limiter
-}
-
-// maxViews bounds a viewCache: past it, views are made per call.
-const maxViews = 1024
-
-// view returns l's view with rates, made once per distinct rate set of up to
-// 4 rates; larger sets get a view per call.
-func (c *viewCache) view(l *ratelimit.Limiter, rates []ratelimit.Rate) (*ratelimit.Limiter, error) {
-	if len(rates) > len(rateSet{}.rates) {
-		return l.With(rates...)
-	}
-	id := rateSet{n: len(rates)}
-	copy(id.rates[:], rates)
-	c.mu.Lock()
-	v := c.views[id]
-	c.mu.Unlock()
-	if v != nil {
-		return v, nil
-	}
-	v, err := l.With(rates...)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if len(c.views) < maxViews {
-		c.views[id] = v
-	}
-	c.mu.Unlock()
-	return v, nil
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/seed68425060/ratelimit"
@@ -233,8 +232,8 @@ type Config struct {
 	// ratelimit.Limiter.With, so a customer who changes plan keeps its state),
 	// or nil for the limiter's own. An error is handled like a limiter error
 	// (OnFailure); bad rates (ratelimit.ErrInvalidConfig) are always refused
-	// with Unavailable, since serving them unlimited would hide the bug. Views
-	// are kept per distinct rate set, up to 1,024 sets. Every name must be one
+	// with Unavailable, since serving them unlimited would hide the bug.
+	// Limiter.With keeps a view per distinct rate set. Every name must be one
 	// of Limiters. If nil, every limiter uses its own rates.
 	Rates map[string]func(*http.Request) ([]ratelimit.Rate, error)
 
@@ -266,7 +265,6 @@ type Middleware struct {
 	names       []string                                        // per limiter
 	hidden      []bool                                          // per limiter: named in Config.NoHeaders
 	rates       []func(*http.Request) ([]ratelimit.Rate, error) // per limiter: Config.Rates, or nil
-	views       []*viewCache                                    // per limiter with rates: the views made so far
 	items       [][]string                                      // per limiter: its RateLimit-Policy items
 	policy      string                                          // RateLimit-Policy value of the limiters' own rates
 	cost        func(*http.Request) int
@@ -386,11 +384,6 @@ func New(cfg Config) (*Middleware, error) {
 		m.hidden = append(m.hidden, slices.Contains(cfg.NoHeaders, lc.Name))
 		m.quota = append(m.quota, strconv.Itoa(lc.Burst))
 		m.rates = append(m.rates, cfg.Rates[lc.Name])
-		var vc *viewCache
-		if cfg.Rates[lc.Name] != nil {
-			vc = &viewCache{views: map[string]*ratelimit.Limiter{}}
-		}
-		m.views = append(m.views, vc)
 		items := policyItems(lc.Name, lc.Algorithm, l.Rates())
 		m.items = append(m.items, items)
 		if !m.hidden[len(m.hidden)-1] {
@@ -399,40 +392,6 @@ func New(cfg Config) (*Middleware, error) {
 	}
 	m.policy = strings.Join(policy, ", ")
 	return m, nil
-}
-
-// viewCache keeps a limiter's views (ratelimit.Limiter.With) per rate set.
-type viewCache struct {
-	mu    sync.Mutex
-	views map[string]*ratelimit.Limiter
-}
-
-// maxViews bounds a viewCache: past it, views are made per request.
-const maxViews = 1024
-
-// view returns l's view with rates, made once per distinct rate set.
-func (c *viewCache) view(l *ratelimit.Limiter, rates []ratelimit.Rate) (*ratelimit.Limiter, error) {
-	var b strings.Builder
-	for _, r := range rates {
-		fmt.Fprintf(&b, "%d/%d/%d,", r.Limit, int64(r.Period), r.Burst)
-	}
-	id := b.String()
-	c.mu.Lock()
-	v := c.views[id]
-	c.mu.Unlock()
-	if v != nil {
-		return v, nil
-	}
-	v, err := l.With(rates...)
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if len(c.views) < maxViews {
-		c.views[id] = v
-	}
-	c.mu.Unlock()
-	return v, nil
 }
 
 // policyItems are the RateLimit-Policy items of a limiter named name with
@@ -546,7 +505,7 @@ func (m *Middleware) Handler(next http.Handler) http.Handler {
 			if f := m.rates[i]; f != nil && err == nil {
 				var rates []ratelimit.Rate
 				if rates, err = f(r); err == nil && rates != nil {
-					l, err = m.views[i].view(l, rates)
+					l, err = l.With(rates...) // the same view per plan (see With)
 				}
 				if err != nil && errors.Is(err, ratelimit.ErrInvalidConfig) {
 					m.observe(i, ratelimit.OutcomeFailedClosed, err)
