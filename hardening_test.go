@@ -41,12 +41,17 @@ func TestLockoutNeverRaisesAdmissions(t *testing.T) {
 				if admitted != 10 {
 					t.Errorf("admitted %d in a second, want 10 (Limit 10/h)", admitted)
 				}
-				// The same through Lock.
+				// The same through Lock: a key that spent its budget is as spent
+				// after a short lock as before it.
+				for i := 0; i < 10; i++ {
+					l.Allow(ctx, "j")
+				}
 				if err := l.Lock(ctx, "j", 10*time.Millisecond); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := l.AllowN(ctx, "j", 0); err != nil {
-					t.Fatal(err)
+				time.Sleep(20 * time.Millisecond)
+				if r, err := l.Peek(ctx, "j"); err != nil || r.Allowed || r.Locked() {
+					t.Errorf("after a 10ms Lock on a spent key: %+v, %v; want denied by the kept state, not fresh", r, err)
 				}
 			})
 		}
