@@ -133,6 +133,9 @@ func TestClusterFailover(t *testing.T) {
 
 	// The identities whose keys live on the primary we will kill.
 	victim := c.Primaries()[0]
+	if c.ReplicaOf(victim) == "" {
+		t.Fatalf("primary %s has no replica in sync: the cluster was not ready", victim)
+	}
 	var keys []string
 	for i := 0; len(keys) < 8; i++ {
 		k := fmt.Sprintf("id-%d", i)

@@ -123,11 +123,54 @@ func (c *Cluster) WaitOK(timeout time.Duration) error {
 			}
 		}
 		if ok {
+			// A node that still says master without owning slots is a
+			// replica that has not taken its role yet: killing its primary
+			// then would promote an empty node.
+			if problem := c.rolesSettled(); problem != "" {
+				ok, last = false, problem
+			}
+		}
+		if ok {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	return fmt.Errorf("cluster not ok after %v: %s", timeout, last)
+}
+
+// rolesSettled returns "" when every live node is either a primary that owns
+// slots or a replica whose link to its primary is up, else what is not yet so.
+func (c *Cluster) rolesSettled() string {
+	owners := map[string]bool{}
+	for _, n := range c.Nodes {
+		if Ping(n.Addr) != nil {
+			continue
+		}
+		cl := redis.NewClient(&redis.Options{Addr: n.Addr, MaxRetries: -1})
+		slots, err := cl.ClusterSlots(context.Background()).Result()
+		cl.Close()
+		if err != nil {
+			return n.Addr + ": CLUSTER SLOTS: " + err.Error()
+		}
+		for _, s := range slots {
+			if len(s.Nodes) > 0 {
+				owners[s.Nodes[0].Addr] = true
+			}
+		}
+		break
+	}
+	for _, n := range c.Nodes {
+		if Ping(n.Addr) != nil {
+			continue
+		}
+		if owners[n.Addr] {
+			continue
+		}
+		if state := replicaState(n.Addr); state != "connected" {
+			return n.Addr + ": owns no slots and is not a connected replica (state " + strconv.Quote(state) + ")"
+		}
+	}
+	return ""
 }
 
 // Primaries returns the addresses of the live nodes that are primaries now.
