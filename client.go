@@ -5,13 +5,22 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/seed68425060/ratelimit/internal/respguard"
 )
 
 // ClientOptions returns a copy of opt that a Limiter accepts: MaxRetries -1
 // (a script whose reply was lost is never re-sent, so no call is charged
 // twice) and ContextTimeoutEnabled true (Config.Timeout and the caller's
-// deadline interrupt a slow Redis). Every other option is kept; the copy is
-// shallow (TLSConfig, hooks and dialers are shared) and opt is not changed.
+// deadline interrupt a slow Redis). Its connections also check each reply's
+// header before go-redis reads it: a bulk string of over 16 MiB, an array or
+// map of over 2^20 elements or a simple line of over 1 MiB (no limiter reply
+// comes near: a decision's is under 100 bytes) ends the connection with an
+// error that the failure policy handles, where go-redis would allocate the
+// announced length (a gigabyte for "$1000000000", taking seconds past any
+// Timeout) or panic. Every other option is kept, the Dialer too (wrapped, or
+// go-redis's default with DialTimeout and TLSConfig when nil); the copy is
+// shallow (TLSConfig and hooks are shared) and opt is not changed.
 // Pass it the options of an existing client, rdb.Options(), or those it was
 // built from; a nil opt gives go-redis's defaults with the two fixes.
 //
@@ -35,6 +44,7 @@ func ClientOptions(opt *redis.Options) *redis.Options {
 		o = *opt
 	}
 	o.MaxRetries, o.ContextTimeoutEnabled = -1, true
+	o.Dialer = respguard.Dialer(o.Dialer, o.DialTimeout, o.TLSConfig)
 	return &o
 }
 
@@ -47,6 +57,7 @@ func ClusterOptions(opt *redis.ClusterOptions) *redis.ClusterOptions {
 		o = *opt
 	}
 	o.MaxRetries, o.ContextTimeoutEnabled = -1, true
+	o.Dialer = respguard.Dialer(o.Dialer, o.DialTimeout, o.TLSConfig)
 	return &o
 }
 
@@ -59,6 +70,7 @@ func FailoverOptions(opt *redis.FailoverOptions) *redis.FailoverOptions {
 		o = *opt
 	}
 	o.MaxRetries, o.ContextTimeoutEnabled = -1, true
+	o.Dialer = respguard.Dialer(o.Dialer, o.DialTimeout, o.TLSConfig)
 	return &o
 }
 
@@ -71,6 +83,7 @@ func RingOptions(opt *redis.RingOptions) *redis.RingOptions {
 		o = *opt
 	}
 	o.MaxRetries, o.ContextTimeoutEnabled = -1, true
+	o.Dialer = respguard.Dialer(o.Dialer, o.DialTimeout, o.TLSConfig)
 	return &o
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -173,6 +174,39 @@ func TestHugeLengthReply(t *testing.T) {
 	open := mustNew(t, c, Config{Name: "hugelen", Limit: 1, Period: time.Second, OnFailure: FailOpen})
 	if r, err := open.Allow(context.Background(), "k"); err != nil || r.Outcome != OutcomeFailedOpen {
 		t.Errorf("FailOpen: %+v, %v; want failed_open", r, err)
+	}
+}
+
+// TestHugeBulkReplyWithinTimeout: a reply announcing a bulk string of 1 GB
+// that never comes took 3.2s with a 300ms Timeout (go-redis allocates the
+// announced length before reading). On a client from ClientOptions the
+// header is refused before go-redis reads it: the call ends within its
+// Timeout, as ErrUnexpectedReply, and the failure policy applies.
+func TestHugeBulkReplyWithinTimeout(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	for _, reply := range []string{"$1000000000\r\n", "*4503599627370496\r\n", "+" + strings.Repeat("x", 2<<20)} {
+		addr := hostileRedis(t, reply)
+		c := redis.NewClient(ClientOptions(&redis.Options{Addr: addr, Protocol: 2}))
+		defer c.Close()
+		for _, policy := range []FailurePolicy{FailError, FailClosed} {
+			l := mustNew(t, c, Config{Name: "hugebulk", Limit: 1, Period: time.Second, Timeout: timeout, OnFailure: policy})
+			start := time.Now()
+			r, err := l.Allow(context.Background(), "k")
+			took := time.Since(start)
+			switch policy {
+			case FailError:
+				if !errors.Is(err, ErrUnexpectedReply) || ErrorKind(err) != KindReply {
+					t.Errorf("reply %.20q: Allow = %v (kind %q), want ErrUnexpectedReply", reply, err, ErrorKind(err))
+				}
+			case FailClosed:
+				if err != nil || r.Outcome != OutcomeFailedClosed {
+					t.Errorf("reply %.20q: FailClosed Allow = %+v, %v; want failed closed", reply, r, err)
+				}
+			}
+			if took > timeout {
+				t.Errorf("reply %.20q: Allow took %v with Timeout %v, want within it", reply, took, timeout)
+			}
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+	"github.com/seed68425060/ratelimit"
 )
 
 // redisURLEnv is the environment variable read when -redis is not given.
@@ -76,14 +77,11 @@ func runClock(m *miniredis.Miniredis, stop <-chan struct{}) {
 	}
 }
 
-// limiterOptions sets the two client options a Limiter needs: no retries (a
-// retried script whose reply was lost would charge one call twice) and
-// per-call deadlines honoured.
+// limiterOptions gives o a 2s dial timeout and what ratelimit.ClientOptions
+// sets for a Limiter: no retries, per-call deadlines, bounded replies.
 func limiterOptions(o *redis.Options) *redis.Options {
-	o.MaxRetries = -1
-	o.ContextTimeoutEnabled = true
 	o.DialTimeout = 2 * time.Second
-	return o
+	return ratelimit.ClientOptions(o)
 }
 
 // connect opens the Redis the flags choose and checks it answers PING. With
@@ -165,10 +163,8 @@ func clusterOptions(s string) (*redis.ClusterOptions, error) {
 			return nil, fmt.Errorf("-cluster %q: no host:port given", s)
 		}
 	}
-	opts.MaxRetries = -1
-	opts.ContextTimeoutEnabled = true
 	opts.DialTimeout = 2 * time.Second
-	return opts, nil
+	return ratelimit.ClusterOptions(opts), nil
 }
 
 // describe names a standalone Redis without its password.

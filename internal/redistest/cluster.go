@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/seed68425060/ratelimit/internal/respguard"
 )
 
 // Cluster is a real Redis Cluster of 3 primaries and 3 replicas on loopback.
@@ -86,6 +87,7 @@ func (c *Cluster) Client(tb testing.TB) *redis.ClusterClient {
 		Addrs:                 c.Addrs(),
 		MaxRetries:            -1,
 		ContextTimeoutEnabled: true,
+		Dialer:                respguard.Dialer(nil, 0, nil),
 	})
 	tb.Cleanup(func() { cc.Close() })
 	return cc

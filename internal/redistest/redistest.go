@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/seed68425060/ratelimit/internal/respguard"
 )
 
 // RequireEnv is the environment variable that turns a missing redis-server from
@@ -189,9 +190,10 @@ func (s *Server) Restart(tb testing.TB) {
 }
 
 // Options returns client options for a limiter on addr: no retries (a retried
-// script could charge one call twice) and context deadlines honoured.
+// script could charge one call twice), context deadlines honoured and replies
+// bounded, as ratelimit.ClientOptions sets them.
 func Options(addr string) *redis.Options {
-	return &redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true}
+	return &redis.Options{Addr: addr, MaxRetries: -1, ContextTimeoutEnabled: true, Dialer: respguard.Dialer(nil, 0, nil)}
 }
 
 // Client returns a new client for the server with Options, closed when the test ends.

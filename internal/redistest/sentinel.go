@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seed68425060/ratelimit/internal/faultproxy"
+	"github.com/seed68425060/ratelimit/internal/respguard"
 )
 
 // MasterName is the name under which a Sentinel from StartSentinel monitors its primary.
@@ -106,6 +107,7 @@ func (s *Sentinel) Client(tb testing.TB) *redis.Client {
 		SentinelAddrs:         []string{s.Addr},
 		MaxRetries:            -1,
 		ContextTimeoutEnabled: true,
+		Dialer:                respguard.Dialer(nil, 0, nil),
 	})
 	tb.Cleanup(func() { c.Close() })
 	return c
