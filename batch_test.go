@@ -187,7 +187,7 @@ func BenchmarkAllowAll(b *testing.B) {
 // charged once.
 func TestPipelineNoScript(t *testing.T) {
 	for _, b := range realBackends(t) {
-		for _, pipeline := range []int{0, 2} {
+		for _, pipeline := range []int{-1, 0} { // off, and the default
 			t.Run(fmt.Sprintf("%s/pipeline=%d", b.name, pipeline), func(t *testing.T) {
 				rec := newRecorder(t)
 				l := mustNew(t, b.newClient(t), Config{Name: fmt.Sprint("pipe-noscript-", pipeline), Limit: 1000, Period: time.Hour, Pipeline: pipeline, Observer: rec})

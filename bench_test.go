@@ -90,12 +90,24 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
-// BenchmarkPipeline compares 64 goroutines on many keys with and without
-// automatic pipelining, on one client.
+// BenchmarkPipeline compares coalescing off (-1) with 1 to 8 pipelines in
+// flight (4 is the default), on one client: a lone caller, and 64 goroutines
+// on many keys.
 func BenchmarkPipeline(b *testing.B) {
 	s := redistest.Start(b)
-	for _, inFlight := range []int{0, 1, 2, 4, 8} {
-		b.Run(fmt.Sprintf("inflight=%d", inFlight), func(b *testing.B) {
+	for _, inFlight := range []int{-1, 1, 2, 4, 8} {
+		b.Run(fmt.Sprintf("serial/inflight=%d", inFlight), func(b *testing.B) {
+			// A lone caller: a call finds no queue and goes straight out.
+			l := mustNew(b, s.Client(b), Config{Name: "pipe", Limit: 1_000_000, Period: time.Minute, Pipeline: inFlight})
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := l.Allow(ctx, "203.0.113.7"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("parallel/inflight=%d", inFlight), func(b *testing.B) {
 			c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, ContextTimeoutEnabled: true, PoolSize: 64})
 			defer c.Close()
 			l := mustNew(b, c, Config{Name: "pipe", Limit: 1_000_000, Period: time.Minute, Pipeline: inFlight})

@@ -79,6 +79,9 @@ const (
 	// DefaultLocalKeys is the number of keys FailLocal keeps when
 	// Config.LocalKeys is zero.
 	DefaultLocalKeys = 10_000
+	// DefaultPipeline is the number of pipelines in flight per client when
+	// Config.Pipeline is zero (see Config.Pipeline).
+	DefaultPipeline = 4
 )
 
 // Limits on Config values, so that every number a script handles stays an exact
@@ -178,13 +181,21 @@ type Config struct {
 	// Observer, if not nil, receives an Event for every decision.
 	Observer Observer
 
-	// Pipeline, if positive, turns on automatic pipelining: concurrent Allow and
-	// AllowN calls are coalesced into pipelines, at most Pipeline of them in
-	// flight at once, so one round trip carries many decisions. It raises
-	// throughput under concurrency at the cost of a little latency for a lone
-	// call. Peek, Refund, Lock and Reset are sent on their own. It needs a client
-	// with a Pipeline method (every go-redis client); otherwise it is ignored.
-	// Zero means off.
+	// Pipeline is how many pipelines of concurrent Allow and AllowN calls may
+	// be in flight at once. Calls are coalesced: a call that finds a free slot
+	// and nobody waiting goes straight out as one script (a lone caller pays
+	// nothing), and calls made while the slots are busy wait and go out
+	// together as one pipeline when a slot frees, so that under load one round
+	// trip carries many decisions. Every limiter on one client value shares
+	// its pipelines (the middleware's limiters, the login guard's scopes, the
+	// API limiter), with as many slots as the largest Pipeline among them.
+	// Each call still ends within Timeout and is charged at most once. Peek,
+	// Refund, Lock and Reset are sent on their own.
+	//
+	// If zero, it is DefaultPipeline. A negative value turns coalescing off
+	// for this limiter (one round trip per call, as AllowN is written). It
+	// needs a client with a Pipeline method (every go-redis client); otherwise
+	// it is ignored.
 	Pipeline int
 
 	// DenyCache, if positive, turns on a local deny cache of at most DenyCache
@@ -239,8 +250,8 @@ func (c *Config) normalize() error {
 	if c.DenyCache < 0 {
 		errs = append(errs, configError("Config.DenyCache = %d, must be >= 0 (0 means off)", c.DenyCache))
 	}
-	if c.Pipeline < 0 {
-		errs = append(errs, configError("Config.Pipeline = %d, must be >= 0 (0 means off)", c.Pipeline))
+	if c.Pipeline == 0 {
+		c.Pipeline = DefaultPipeline
 	}
 	if c.OnFailure > FailLocal {
 		errs = append(errs, configError("Config.OnFailure = %d, must be FailError, FailOpen, FailClosed or FailLocal", uint8(c.OnFailure)))

@@ -83,7 +83,7 @@ type core struct {
 	unlock  *script
 	exists  *script
 	block   string        // BlockFor in ms for ARGV, or "" without lockout
-	co      *coalescer    // nil unless Config.Pipeline
+	co      *coalescer    // the client's (coalescerFor), nil when Pipeline is off
 	denied  *denyCache    // nil unless Config.DenyCache
 	locals  *localLimiter // nil unless FailLocal
 	epochs  epochs        // the calls' shared deadlines (see deadline)
@@ -137,8 +137,8 @@ func New(client redis.Scripter, cfg Config) (*Limiter, error) {
 		c.denied = newDenyCache(cfg.DenyCache)
 	}
 	if cfg.Pipeline > 0 {
-		if _, ok := client.(pipeliner); ok {
-			c.co = &coalescer{maxInFlight: cfg.Pipeline}
+		if c.co = coalescerFor(client); c.co != nil {
+			c.co.raise(cfg.Pipeline)
 		}
 	}
 	return l, nil

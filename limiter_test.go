@@ -417,7 +417,7 @@ func TestExactness(t *testing.T) {
 			for _, v := range []struct {
 				block    time.Duration
 				pipeline int
-			}{{0, 0}, {time.Hour, 0}, {0, 2}, {time.Hour, 2}} {
+			}{{0, -1}, {time.Hour, -1}, {0, 0}, {time.Hour, 0}, {0, 1}} {
 				block := v.block
 				t.Run(fmt.Sprintf("%s/%s/block=%v/pipeline=%d", b.name, alg, block, v.pipeline), func(t *testing.T) {
 					cfg := Config{Name: fmt.Sprintf("exact-%s-%d-%d", alg, block/time.Hour, v.pipeline), Algorithm: alg, Limit: 97, Period: 24 * time.Hour, BlockFor: block, Pipeline: v.pipeline}
@@ -703,7 +703,7 @@ func TestConfigErrors(t *testing.T) {
 		{"negative timeout", Config{Name: "a", Limit: 1, Period: time.Second, Timeout: -1}, []string{"Config.Timeout = -1ns"}},
 		{"policy", Config{Name: "a", Limit: 1, Period: time.Second, OnFailure: 7}, []string{"Config.OnFailure = 7"}},
 		{"local without instances", Config{Name: "a", Limit: 1, Period: time.Second, OnFailure: FailLocal}, []string{"Config.LocalInstances = 0, must be >= 1 with FailLocal"}},
-		{"negative cache", Config{Name: "a", Limit: 1, Period: time.Second, DenyCache: -1, Pipeline: -2}, []string{"Config.DenyCache = -1", "Config.Pipeline = -2"}},
+		{"negative cache", Config{Name: "a", Limit: 1, Period: time.Second, DenyCache: -1}, []string{"Config.DenyCache = -1"}},
 	}
 	f := &fakeScripter{}
 	for _, tt := range tests {

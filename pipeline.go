@@ -8,19 +8,28 @@ import (
 	"time"
 )
 
-// coalescer turns concurrent Allow calls of one Limiter into pipelines: a
-// call joins a queue, and while fewer than maxInFlight pipelines are under way
-// the caller becomes the leader that sends everything queued as one pipeline
-// (through the same path as AllowAll, NOSCRIPT handling included). While
-// pipelines are in flight, the queue fills, so under load each round trip
-// carries many decisions. There are no background goroutines: a leader whose
-// batch is done hands a non-empty queue to a new leader goroutine.
+// coalescer turns concurrent Allow calls into pipelines: a call joins a
+// queue, and while fewer than maxInFlight pipelines are under way the caller
+// becomes the leader that sends everything queued as one pipeline (through
+// the same path as AllowAll, NOSCRIPT handling included). While pipelines are
+// in flight, the queue fills, so under load each round trip carries many
+// decisions; a call that finds no queue and a free slot goes straight out, so
+// a lone caller pays nothing for it. There are no background goroutines: a
+// leader whose batch is done hands a non-empty queue to a new leader
+// goroutine. One coalescer serves every limiter on a client (coalescerFor):
+// a batch may mix limiters, views and rates.
 type coalescer struct {
+	mu          sync.Mutex
 	maxInFlight int
+	queue       []*pending
+	inFlight    int
+}
 
-	mu       sync.Mutex
-	queue    []*pending
-	inFlight int
+// raise lets at least n pipelines be in flight at once.
+func (c *coalescer) raise(n int) {
+	c.mu.Lock()
+	c.maxInFlight = max(c.maxInFlight, n)
+	c.mu.Unlock()
 }
 
 // pending is one coalesced call. Its deadline is one Timeout from the moment
@@ -60,6 +69,16 @@ func (c *coalescer) allow(ctx context.Context, l *Limiter, keys []string, n int)
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
+	c.mu.Lock()
+	if len(c.queue) == 0 && c.inFlight < c.maxInFlight {
+		// Nothing to coalesce with: straight out, with no pending to build.
+		c.inFlight++
+		c.mu.Unlock()
+		r, err := l.call(ctx, keys, n, OpAllow)
+		c.handOver()
+		return r, err
+	}
+	c.mu.Unlock()
 	start := time.Now()
 	p := &pending{batchItem: batchItem{l: l, keys: keys, n: n}, end: start.Add(l.cfg.Timeout), done: make(chan struct{})}
 	p.batchItem.state = &p.state
@@ -126,6 +145,12 @@ func (c *coalescer) lead(batch []*pending) {
 	for _, p := range batch {
 		close(p.done)
 	}
+	c.handOver()
+}
+
+// handOver ends a pipeline slot: the calls queued meanwhile go to a new
+// leader goroutine, which keeps the slot, so that this caller returns now.
+func (c *coalescer) handOver() {
 	c.mu.Lock()
 	next := c.queue
 	c.queue = nil
