@@ -45,7 +45,7 @@ func TestRunTiny(t *testing.T) {
 	o := defaultOptions()
 	// 16 goroutines (the path cells') is not among the concurrencies, so
 	// the path cells measure keys in use themselves.
-	o.Reps, o.Duration, o.Concs = 1, 20*time.Millisecond, []int{1, 20}
+	o.Reps, o.Duration, o.Concs, o.LoneCalls = 1, 20*time.Millisecond, []int{1, 20}, 2
 	o.Keys, o.MemKeys, o.AllocCalls, o.FreshKeys = 200, 200, 50, 20_000
 	o.BurstLimit, o.BurstG, o.BurstEach = 10, 8, 5
 	o.Out, o.Chart = filepath.Join(dir, "B.md"), filepath.Join(dir, "c.svg")
@@ -56,12 +56,12 @@ func TestRunTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range subjects(0) {
+	for _, s := range subjects() {
 		if !strings.Contains(string(md), "| "+s.Name+" |") {
 			t.Errorf("report has no row for %q", s.Name)
 		}
 	}
-	for _, want := range []string{"](c.svg)", "go run . (test)", "## Targets (issue 7)", "### Script time by path", "### Script cost breakdown",
+	for _, want := range []string{"](c.svg)", "go run . (test)", "## Targets", "## A lone caller", "### Script time by path", "### Script cost breakdown",
 		"| current | + INCRBY", "| old script shape | + TIME, GET, SET … PX, 7-integer reply"} {
 		if !strings.Contains(string(md), want) {
 			t.Errorf("report lacks %q", want)
@@ -74,7 +74,7 @@ func TestRunTiny(t *testing.T) {
 		}
 	}
 	// Every stateful limiter has a by-path row: all denial calls denied.
-	for _, s := range subjects(o.Pipeline) {
+	for _, s := range subjects() {
 		if !s.byPath() {
 			continue
 		}
@@ -112,11 +112,10 @@ func TestRunTiny(t *testing.T) {
 func TestAblationArgs(t *testing.T) {
 	s := startTestServer(t)
 	ctx := context.Background()
-	c := newClient(s.Addr, 4)
-	defer c.Close()
 	h := &argsHook{}
-	c.AddHook(h)
-	for _, sub := range subjects(0) {
+	c := newHookedClient(s.Addr, 4, h)
+	defer c.Close()
+	for _, sub := range subjects() {
 		if sub.Name != "ours TokenBucket" && sub.Name != "ours LeakyBucket" {
 			continue
 		}
@@ -178,7 +177,7 @@ func BenchmarkAllow(b *testing.B) {
 	defer c.Close()
 	ctx := context.Background()
 	keys := userKeys("u", 1000)
-	for _, sub := range subjects(0) {
+	for _, sub := range subjects() {
 		b.Run(strings.ReplaceAll(sub.Name, " ", "_"), func(b *testing.B) {
 			d, err := sub.New(ctx, c, limitSpec{Limit: 1_000_000, Period: time.Hour})
 			if err != nil {

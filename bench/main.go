@@ -35,9 +35,9 @@ type options struct {
 	Out         string
 	Chart       string
 	RedisServer string
-	Pipeline    int
 	Only        string
 	CPUProfile  string
+	LoneCalls   int
 }
 
 func defaultOptions() options {
@@ -55,7 +55,7 @@ func defaultOptions() options {
 		Out:         "../BENCHMARKS.md",
 		Chart:       "chart.svg",
 		RedisServer: "redis-server",
-		Pipeline:    8,
+		LoneCalls:   20,
 	}
 }
 
@@ -75,7 +75,7 @@ func main() {
 	flag.StringVar(&o.Out, "out", o.Out, "Markdown report to write (empty: stdout only)")
 	flag.StringVar(&o.Chart, "chart", o.Chart, "SVG chart to write (empty: none)")
 	flag.StringVar(&o.RedisServer, "redis-server", o.RedisServer, "redis-server binary")
-	flag.IntVar(&o.Pipeline, "pipeline", o.Pipeline, "if > 0 and the library has Config.Pipeline (int), also measure the token bucket with that setting")
+	flag.IntVar(&o.LoneCalls, "lone", o.LoneCalls, "calls of the lone caller (one a second) per subject; 0: none")
 	flag.StringVar(&o.Only, "only", o.Only, "comma-separated substrings: measure only subjects whose name contains one")
 	flag.StringVar(&o.CPUProfile, "cpuprofile", o.CPUProfile, "write a CPU profile of the timed cells to this file")
 	flag.Parse()
@@ -159,12 +159,11 @@ func measureAll(ctx context.Context, o options, addr string, progress io.Writer)
 	admin := newClient(addr, 2)
 	defer admin.Close()
 	rt := &rtCounter{}
-	counting := newClient(addr, 2)
-	counting.AddHook(rt)
+	counting := newHookedClient(addr, 2, rt)
 	defer counting.Close()
 
 	rep := &report{Opts: o, Env: environment(ctx, admin)}
-	for _, s := range subjects(o.Pipeline) {
+	for _, s := range subjects() {
 		if o.Only != "" && !matchesAny(s.Name, o.Only) {
 			continue
 		}
@@ -260,6 +259,11 @@ func measureAll(ctx context.Context, o options, addr string, progress io.Writer)
 		}
 	}
 	pr.finish()
+	if o.LoneCalls > 0 {
+		if err := measureLone(ctx, rep, deciders, o.LoneCalls, time.Second, progress); err != nil {
+			return nil, err
+		}
+	}
 
 	// Memory, allocations and round trips, exactness: one limit of
 	// BurstLimit per hour, so no key refills or expires during a measurement.

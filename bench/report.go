@@ -7,11 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/seed68425060/ratelimit"
 )
 
 // cellKey names a timed cell of one subject.
@@ -30,6 +32,9 @@ type subjectResult struct {
 	// Paths are the script-time cells by path (byPath subjects only), at the
 	// report's AblationConc on many keys.
 	Paths [numPaths][]cell
+	// Lone are the latencies of a lone caller calling once a second
+	// (loneSubjects only).
+	Lone []time.Duration
 }
 
 // env describes the machine and the software measured.
@@ -43,6 +48,7 @@ type env struct {
 	GOMAXPROCS   int
 	OS, Arch     string
 	RedisAddress string
+	GoRedis      string // the go-redis version this binary was built with
 }
 
 // report is one run's results.
@@ -62,9 +68,25 @@ type report struct {
 	PathInUseFromCells bool
 }
 
+// goRedisVersion is the go-redis module version in this binary's build info:
+// the one the root module requires (bench/go.mod pins the same).
+func goRedisVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == "github.com/redis/go-redis/v9" {
+				if m.Replace != nil {
+					return m.Replace.Version
+				}
+				return m.Version
+			}
+		}
+	}
+	return "unknown"
+}
+
 func environment(ctx context.Context, admin *redis.Client) env {
 	e := env{Cores: runtime.NumCPU(), Go: runtime.Version(), GOMAXPROCS: runtime.GOMAXPROCS(0),
-		OS: runtime.GOOS, Arch: runtime.GOARCH, LoadBefore: loadAvg(), CPU: "unknown"}
+		OS: runtime.GOOS, Arch: runtime.GOARCH, LoadBefore: loadAvg(), CPU: "unknown", GoRedis: goRedisVersion()}
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
@@ -251,19 +273,23 @@ func (r *report) markdown(o options) string {
 	w("| | |\n|---|---|\n")
 	w("| CPU | %s |\n| Cores | %d (GOMAXPROCS %d), shared with the client, Redis and anything else running |\n", r.Env.CPU, r.Env.Cores, r.Env.GOMAXPROCS)
 	w("| Load average (1, 5, 15 min) | before %s, after %s |\n", r.Env.LoadBefore, r.Env.LoadAfter)
-	w("| Go | %s %s/%s |\n| Redis | %s |\n\n", r.Env.Go, r.Env.OS, r.Env.Arch, r.Env.Redis)
+	w("| Go | %s %s/%s |\n| Redis | %s |\n| go-redis | %s, for every subject (the version the library requires) |\n\n", r.Env.Go, r.Env.OS, r.Env.Arch, r.Env.Redis, r.Env.GoRedis)
 
 	w("## Setup\n\n")
-	w("- One go-redis v9 client for every subject: PoolSize %d, `MaxRetries: -1`, `ContextTimeoutEnabled: true`. ", 2*top)
-	w("This library requires the last two (a retried script would charge a call twice); the peers get the same options for fairness.\n")
+	w("- One go-redis client for every subject, built with `ratelimit.ClientOptions`: PoolSize %d, `MaxRetries: -1`, `ContextTimeoutEnabled: true`, reply lengths bounded. ", 2*top)
+	w("This library requires the first two (a retried script would charge a call twice); the peers get the same client for fairness.\n")
 	w("- Throughput cells: every limiter allows %d events per %s with a burst of %d, so no cell can exhaust a key (a cell with a denial would stop the run), ", r.Throughput.Limit, fmtHours(r.Throughput.Period), r.Throughput.Limit)
 	w("and one event per %s, longer than the run, so a bucket never refills between two calls on a key: every timed call is an admission on a key in use that the warm-up created, for every subject ", fmtHours(r.Throughput.Period/time.Duration(r.Throughput.Limit)))
 	w("(for this library's buckets, PTTL + INCRBY; see *Script time by path* for the other paths). ")
 	w("With a refill faster than the seconds between two calls on a key, a bucket would be full again at nearly every call; with a fast refill, the buckets' keys expire within milliseconds, and most calls would create a key instead. ")
 	w("*Many keys*: goroutine g uses keys g, g+N, g+2N, … of %d keys (no two goroutines share a key). *Hot key*: all goroutines use one key.\n", o.Keys)
-	w("- This library: `Config{Name: \"tb\" (\"lb\", \"sw\"), Algorithm, Limit, Period, Timeout: 3s}` (3s = go-redis's default ReadTimeout, which bounds the peers' calls). ")
+	w("- This library: `Config{Name: \"tb\" (\"lb\", \"sw\"), Algorithm, Limit, Period, Timeout: 3s}` (3s = go-redis's default ReadTimeout, which bounds the peers' calls), ")
+	w("so every default, automatic pipelining included (`Config.Pipeline` 0: %d pipelines in flight per client, a lone call straight out). ", ratelimit.DefaultPipeline)
+	w("Its variants: *%s* (`Pipeline: -1`, one round trip per decision); *%s* (`Config.Rates`: the limit and a second rate of the same burst over half the period, both checked atomically); ", pipelineOff, twoRates)
+	w("*%s* (the same answer without rates per call: two limiters, and a `Refund` of the first when the second denies); *%s* (`l.With(rate)` on every call, as a plan looked up per request).\n", twoLimiters, perCallRate)
 	w("redis_rate: `Limit{Rate, Burst, Period}`. throttled: GCRA with its go-redis v9 store (`goredisstore.NewCtx`). ulule: the Redis store (fixed window).\n")
-	w("- Floors: one round trip with the same client: `PING`, `INCR key`, and `EVALSHA` of `%s` with one key.\n", floorScript)
+	w("- Floors: one round trip with the same client: `PING`, `INCR key`, and `EVALSHA` of `%s` with one key. ", floorScript)
+	w("*%s*: this library's default token bucket on a client of its own whose go-redis hook rewrites every script call to `%s` (an empty bucket's reply): the same coalescer, keys, arguments and decoding, only the script differs.\n", pipelinedFloor, floorZero)
 	w("- Latency is per call, measured around the decision, across all goroutines of a cell.\n\n")
 
 	w("## Decisions per second\n\n![Decisions per second by concurrency](%s)\n\n", chartLink(o))
@@ -366,18 +392,19 @@ func (r *report) markdown(o options) string {
 	w("## Ratios (same run, %d goroutines)\n\n", top)
 	w("Decisions per second of the row's subject divided by the column's, computed per repetition (cells of one repetition run back to back) ")
 	w("and shown as median (min–max) over the %d repetitions.\n\n", o.Reps)
-	w("| Subject | ÷ EVALSHA floor | ÷ redis_rate | ÷ ulule | ÷ throttled | hot key ÷ redis_rate hot key |\n|---|---:|---:|---:|---:|---:|\n")
-	floor, rr, ul, th := r.find("EVALSHA return 1"), r.find("redis_rate"), r.find("ulule"), r.find("throttled")
+	w("| Subject | ÷ EVALSHA floor | ÷ pipelined floor | ÷ redis_rate | ÷ ulule | ÷ throttled | hot key ÷ redis_rate hot key |\n|---|---:|---:|---:|---:|---:|---:|\n")
+	floor, pfloor, rr, ul, th := r.find("EVALSHA return 1"), r.find(pipelinedFloor), r.find("redis_rate"), r.find("ulule"), r.find("throttled")
 	for _, sr := range r.Subjects {
 		if sr.S.Kind == kindFloor {
 			continue
 		}
-		w("| %s | %s | %s | %s | %s | %s |\n", sr.S.Name, fmtPaired(pairedRatio(sr, floor, many)), fmtPaired(pairedRatio(sr, rr, many)),
+		w("| %s | %s | %s | %s | %s | %s | %s |\n", sr.S.Name, fmtPaired(pairedRatio(sr, floor, many)), fmtPaired(pairedRatio(sr, pfloor, many)), fmtPaired(pairedRatio(sr, rr, many)),
 			fmtPaired(pairedRatio(sr, ul, many)), fmtPaired(pairedRatio(sr, th, many)), fmtPaired(pairedRatio(sr, rr, hot)))
 	}
 	w("\n")
 
-	w("## Targets (issue 7)\n\n")
+	w("%s", r.loneTable())
+	w("## Targets\n\n")
 	w("*Met?* follows the median over repetitions. For a ratio, *within this run's noise* means the median's confidence interval ")
 	w("(distribution-free: two order statistics of the per-repetition ratios, for at least 95%% coverage where the number of repetitions allows) ")
 	w("reaches both sides of the target: another run on the same machine may well give the other answer.\n\n")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/seed68425060/ratelimit"
 )
 
 // server is a redis-server process that this program started on loopback.
@@ -102,16 +103,34 @@ func newClient(addr string, poolSize int) *redis.Client {
 	return newClientDB(addr, poolSize, 0)
 }
 
+// newHookedClient is newClient with hooks and no idle connections dialled in
+// the background: go-redis v9.3 reads the hooks while it dials them, so a
+// hook added after NewClient would race with those dials.
+func newHookedClient(addr string, poolSize int, hooks ...redis.Hook) *redis.Client {
+	o := newOptions(addr, poolSize, 0)
+	o.MinIdleConns = 0
+	c := redis.NewClient(o)
+	for _, h := range hooks {
+		c.AddHook(h)
+	}
+	return c
+}
+
 // newClientDB is newClient on database db (the path cells keep their keys
 // apart from the throughput cells' that way).
 func newClientDB(addr string, poolSize, db int) *redis.Client {
-	return redis.NewClient(&redis.Options{
-		Addr:                  addr,
-		DB:                    db,
-		PoolSize:              poolSize,
-		MinIdleConns:          poolSize / 2,
-		MaxRetries:            -1,
-		ContextTimeoutEnabled: true,
+	return redis.NewClient(newOptions(addr, poolSize, db))
+}
+
+// newOptions are the options every subject's client has: as
+// ratelimit.ClientOptions makes them (no retries, deadlines honoured, reply
+// lengths bounded), as a user of this library builds a limiter client.
+func newOptions(addr string, poolSize, db int) *redis.Options {
+	return ratelimit.ClientOptions(&redis.Options{
+		Addr:         addr,
+		DB:           db,
+		PoolSize:     poolSize,
+		MinIdleConns: poolSize / 2,
 	})
 }
 
