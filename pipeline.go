@@ -91,11 +91,14 @@ func (c *coalescer) allow(ctx context.Context, l *Limiter, keys []string, n int)
 	}
 	c.mu.Unlock()
 	if batch != nil {
+		// The batch holds p: led by this caller, finished on return.
 		c.lead(batch)
+		if p.state.Load() == finished {
+			return p.res, p.err
+		}
 	}
-	if p.state.Load() == finished {
-		return p.res, p.err // led by this caller
-	}
+	// Another leader may be finishing p right now: its answer is read only
+	// once done is closed (claim marks p finished before writing it).
 	timer := time.NewTimer(time.Until(p.end))
 	defer timer.Stop()
 	select {
