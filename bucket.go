@@ -85,7 +85,9 @@ func (g gcra) decode(s *shape, reply any, n int64, op Op, all bool) (Result, err
 }
 
 // step is tokenbucket.lua on the model, path for path (the comments name
-// the script's paths).
+// the script's paths). The script's one-rate consume is written a second
+// time without tables, for speed; it takes the same steps, and the virtual
+// clock tests hold both against this one.
 func (gcra) step(m *model, shapes []shape, now, n int64, op Op) any {
 	if p := m.lock.pttl(now); p > 0 {
 		return lockReply(1000*p, 0)
