@@ -55,7 +55,7 @@ func defaultOptions() options {
 		Out:         "../BENCHMARKS.md",
 		Chart:       "chart.svg",
 		RedisServer: "redis-server",
-		LoneCalls:   20,
+		LoneCalls:   60,
 	}
 }
 
