@@ -67,10 +67,3 @@ func (r *coalescers[T]) forget(k weak.Pointer[T]) {
 	delete(r.m, k)
 	r.mu.Unlock()
 }
-
-// size is the number of clients with a coalescer (for tests).
-func (r *coalescers[T]) size() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.m)
-}

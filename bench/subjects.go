@@ -102,10 +102,7 @@ func subjects() []subject {
 				if err != nil {
 					return nil, err
 				}
-				return func(ctx context.Context, key string) (bool, error) {
-					r, err := l.Allow(ctx, key)
-					return r.Allowed, err
-				}, nil
+				return allowOf(l), nil
 			}}),
 		variant(subject{Name: twoLimiters, Kind: kindOurs, Algorithm: "TokenBucket", Commands: []string{"evalsha", "eval"},
 			New: func(ctx context.Context, c *redis.Client, lim limitSpec) (decideFunc, error) {
@@ -231,10 +228,7 @@ func newPipelinedFloor(ctx context.Context, c *redis.Client, lim limitSpec) (dec
 	if err != nil {
 		return nil, err
 	}
-	return func(ctx context.Context, key string) (bool, error) {
-		r, err := l.Allow(ctx, key)
-		return r.Allowed, err
-	}, nil
+	return allowOf(l), nil
 }
 
 // floorZero is the pipelined floor's script.
@@ -285,9 +279,14 @@ func ours(name, limiterName string, alg ratelimit.Algorithm, pipeline int) subje
 			if err != nil {
 				return nil, err
 			}
-			return func(ctx context.Context, key string) (bool, error) {
-				r, err := l.Allow(ctx, key)
-				return r.Allowed, err
-			}, nil
+			return allowOf(l), nil
 		}}
+}
+
+// allowOf decides with l.Allow.
+func allowOf(l *ratelimit.Limiter) decideFunc {
+	return func(ctx context.Context, key string) (bool, error) {
+		r, err := l.Allow(ctx, key)
+		return r.Allowed, err
+	}
 }
