@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -225,6 +226,9 @@ func (c *Config) normalize() error {
 	main := Rate{Limit: c.Limit, Period: c.Period, Burst: c.Burst}
 	errs = append(errs, main.check(c.Algorithm, "Config")...)
 	c.Burst = main.Burst
+	// check fills defaults in: on a copy, so the caller's slice (shared by
+	// goroutines building limiters at once, say) is never written.
+	c.Rates = slices.Clone(c.Rates)
 	for i := range c.Rates {
 		errs = append(errs, c.Rates[i].check(c.Algorithm, c.rateField(i+1))...)
 	}

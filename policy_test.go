@@ -442,3 +442,17 @@ func TestWithKeepsViews(t *testing.T) {
 		t.Error("With of a bad rate succeeded")
 	}
 }
+
+// TestNewLeavesRatesAlone: New fills each rate's Burst default in on its own
+// copy; the caller's Rates are never written (a slice shared by goroutines
+// building limiters at once raced when they were).
+func TestNewLeavesRatesAlone(t *testing.T) {
+	rates := []Rate{{Limit: 20, Period: time.Minute}}
+	l := mustNew(t, &fakeScripter{}, Config{Name: "rates-alone", Limit: 5, Period: time.Second, Rates: rates})
+	if rates[0].Burst != 0 {
+		t.Errorf("New wrote Burst %d into the caller's Rates", rates[0].Burst)
+	}
+	if got := l.Config().Rates[0].Burst; got != 20 {
+		t.Errorf("the limiter's Rates[0].Burst = %d, want the default 20", got)
+	}
+}
