@@ -45,6 +45,9 @@ local B = 67108864 -- 2^26, above every allowed limit
 
 local lp = redis.call('PTTL', KEYS[1])
 if lp > 0 then return {'lock', 1000 * lp, 0} end
+-- n in decimal for INCRBY and SET: below 10, its hexadecimal is the same.
+local ns = ARGV[2]
+if n > 9 then ns = string.format('%d', n) end
 
 -- One rate, consuming: the common call, without the tables of the general
 -- path below (the same steps, in the same order, for k = 1).
@@ -52,10 +55,13 @@ if k == 1 and mode == '' then
   local K = KEYS[2]
   local P, limit = tonumber(ARGV[4], 16), tonumber(ARGV[5], 16)
   local pi = redis.call('PTTL', K)
-  local xi = 0
+  local xi, inc = 0, false
   if pi > 0 then
-    xi = tonumber(redis.pcall('GET', K))
-    if not xi or xi < 0 or xi >= B * B or xi % 1 ~= 0 then pi, xi = 0, 0 end
+    -- An optimistic INCRBY reads the count as a number (no string to
+    -- parse) and is the write of the common call; undone if denied.
+    xi = redis.pcall('INCRBY', K, ns)
+    if type(xi) == 'number' then xi, inc = xi - n, true else xi = -1 end
+    if xi < 0 or xi >= B * B then pi, xi = 0, 0 end
   else
     pi = 0
   end
@@ -70,23 +76,26 @@ if k == 1 and mode == '' then
   elseif pi > 0 then
     pv = xi % B
   end
-  pv, cv = math.min(pv, limit), math.min(cv, limit)
+  if pv > limit then pv = limit end
+  if cv > limit then cv = limit end
   local rest = pi
   if pi > P then rest = pi - P end
   local fits
   if pi == 0 then fits = n <= limit else fits = pv * rest <= (limit - cv - n) * P end
   if fits then
     if pi == 0 then
-      redis.call('SET', K, string.format('%d', n), 'PX', string.format('%d', 2 * P))
+      redis.call('SET', K, ns, 'PX', string.format('%d', 2 * P))
       cv, rest = n, P
     elseif pi > P then
-      redis.call('INCRBY', K, string.format('%d', n))
-      cv = cv + n
+      cv = cv + n -- counted by the INCRBY
     else
       redis.call('SET', K, string.format('%d', pv * B + n), 'PX', string.format('%d', pi + P))
       cv = n
     end
-  elseif block ~= '' then
+  elseif inc then
+    redis.call('DECRBY', K, ns)
+  end
+  if not fits and block ~= '' then
     local ms = tonumber(block, 16)
     redis.call('SET', KEYS[1], '1', 'PX', string.format('%d', ms))
     return {'lock', 1000 * ms, 1}
@@ -104,14 +113,23 @@ end
 
 -- Read every rate: x the stored value, p its PTTL (0: fresh), prev and cur
 -- the counts capped at the limit, and whether the call fits.
-local x, p, prev, cur, ok = {}, {}, {}, {}, true
+-- Consuming, the read is an optimistic INCRBY as above (inc: it happened),
+-- undone if the call is denied. The tables are built at their size for two
+-- rates: growing them costs more than the rest of the loop.
+local x, p, prev, cur, inc, ok = {0, 0}, {0, 0}, {0, 0}, {0, 0}, {false, false}, true
 for i = 1, k do
   local K = KEYS[1 + i]
   local P, limit = tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
   local pi = redis.call('PTTL', K)
   local xi = 0
+  inc[i] = false
   if pi > 0 then
-    xi = tonumber(redis.pcall('GET', K))
+    if mode == '' then
+      xi = redis.pcall('INCRBY', K, ns)
+      if type(xi) == 'number' then xi, inc[i] = xi - n, true else xi = -1 end
+    else
+      xi = tonumber(redis.pcall('GET', K))
+    end
     if not xi or xi < 0 or xi >= B * B or xi % 1 ~= 0 then pi, xi = 0, 0 end
   else
     pi = 0
@@ -142,13 +160,18 @@ for i = 1, k do
   end
 end
 
+if not ok and mode == '' then
+  for i = 1, k do
+    if inc[i] then redis.call('DECRBY', KEYS[1 + i], ns) end
+  end
+end
 if not ok and mode == '' and block ~= '' then
   local ms = tonumber(block, 16)
   redis.call('SET', KEYS[1], '1', 'PX', string.format('%d', ms))
   return {'lock', 1000 * ms, 1}
 end
 
-local out = {}
+local out = {0, 0}
 for i = 1, k do
   local K = KEYS[1 + i]
   local P, limit = tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
@@ -186,11 +209,10 @@ for i = 1, k do
       end
     elseif pi == 0 then
       -- Fresh: a window starts now.
-      redis.call('SET', K, string.format('%d', n), 'PX', string.format('%d', 2 * P))
+      redis.call('SET', K, ns, 'PX', string.format('%d', 2 * P))
       cv, rest = n, P
     elseif pi > P then
-      redis.call('INCRBY', K, string.format('%d', n))
-      cv = cv + n
+      cv = cv + n -- counted by the INCRBY
     else
       -- cur's window has closed: this is the next one, with prev = the old cur.
       redis.call('SET', K, string.format('%d', pv * B + n), 'PX', string.format('%d', pi + P))

@@ -56,8 +56,10 @@ if k == 1 and mode == '' then
   else
     pi = 0
   end
-  local d = math.min(raw, cap)
-  local di = math.max(d, 0)
+  local d = raw
+  if d > cap then d = cap end
+  local di = d
+  if di < 0 then di = 0 end
   if di + c <= cap then
     if d < 0 then
       if x and 1000 * pi >= c then
@@ -86,46 +88,97 @@ if k == 1 and mode == '' then
   return -1 - di
 end
 
--- Read every rate. x: the value after an optimistic INCRBY (consume), or nil;
--- raw: the debt as read (< 0: fresh); d: raw capped at cap.
-local d, raw, x, p, ok = {}, {}, {}, {}, true
+-- Several rates, consuming: each rate read with an optimistic INCRBY, as
+-- above, then, only where needed, undone (a denial) or fixed (fresh, or TAT
+-- past the expiry). s holds rate i's c, cap, PTTL, raw debt and value after
+-- the INCRBY (false: none) at s[5i-4 .. 5i]. The tables are built at their
+-- size for two rates: growing them costs more than the rest of the loop.
+if mode == '' then
+  local s, out, ok, fix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {0, 0}, true, false
+  for i = 1, k do
+    local K = KEYS[1 + i]
+    local c, cap = n * tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
+    local pi = redis.call('PTTL', K)
+    local raw, x = -1, false
+    if pi > 0 then
+      local v = redis.pcall('INCRBY', K, string.format('%d', c))
+      if type(v) == 'number' then
+        -- Beyond 2^52 the arithmetic is no longer exact: unreadable.
+        v = v - c
+        if v <= 4503599627370496 and v >= -4503599627370496 then x, raw = v + c, v + 1000 * pi end
+      end
+    else
+      pi = 0
+    end
+    -- On one clock d <= cap; more means the expiry came from a faster clock
+    -- (a promoted replica's) or a rate whose Burst shrank: read as a full debt.
+    local d = raw
+    if d > cap then d = cap end
+    if d < 0 then d = 0 end
+    if d + c <= cap then out[i] = d else out[i], ok = -1 - d, false end
+    if raw < 0 or not x or x > 0 then fix = true end
+    local j = 5 * i
+    s[j - 4], s[j - 3], s[j - 2], s[j - 1], s[j] = c, cap, pi, raw, x
+  end
+  if fix or not ok then
+    for i = 1, k do
+      local K, j = KEYS[1 + i], 5 * i
+      local c, cap, pi, raw, x = s[j - 4], s[j - 3], s[j - 2], s[j - 1], s[j]
+      if not ok then
+        if raw > cap then
+          -- Rewrite the full debt on this clock.
+          local ms = math.ceil((cap + math.ceil(cap / 16)) / 1000)
+          redis.call('SET', K, string.format('%d', cap - 1000 * ms), 'PX', string.format('%d', ms))
+        elseif x then
+          redis.call('DECRBY', K, string.format('%d', c))
+        end
+      elseif raw < 0 then
+        -- Fresh, or full again: TAT = now + c.
+        if x and 1000 * pi >= c then
+          redis.call('INCRBY', K, string.format('%d', c - 1000 * pi - x))
+        else
+          local ms = math.ceil((c + math.ceil(cap / 16)) / 1000)
+          redis.call('SET', K, string.format('%d', c - 1000 * ms), 'PX', string.format('%d', ms))
+        end
+      elseif x > 0 then
+        -- TAT passed the expiry: move the expiry to TAT + cap/16.
+        local ms = math.ceil((x + math.ceil(cap / 16)) / 1000)
+        redis.call('SET', K, string.format('%d', x - 1000 * ms), 'PX', string.format('%d', pi + ms))
+      end
+    end
+  end
+  if not ok and block ~= '' then
+    local ms = tonumber(block, 16)
+    redis.call('SET', KEYS[1], '1', 'PX', string.format('%d', ms))
+    return {'lock', 1000 * ms, 1}
+  end
+  return out
+end
+
+-- Peek and refund: read every rate; raw is the debt as read (< 0: fresh), d
+-- raw capped at cap.
+local d, raw, p = {}, {}, {}
 for i = 1, k do
   local K = KEYS[1 + i]
-  local iv, cap = tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
-  local c = n * iv
+  local cap = tonumber(ARGV[3 + 2 * i], 16)
   local pi = redis.call('PTTL', K)
   local di = -1
   if pi > 0 then
-    local v
-    if mode == '' then
-      v = redis.pcall('INCRBY', K, string.format('%d', c))
-      if type(v) == 'number' then
-        x[i] = v
-        v = v - c
-      else
-        v = nil
-      end
-    else
-      v = tonumber(redis.pcall('GET', K))
-    end
-    -- Beyond 2^52 the arithmetic is no longer exact: unreadable.
-    if v and (v > 4503599627370496 or v < -4503599627370496) then v, x[i] = nil, nil end
+    local v = tonumber(redis.pcall('GET', K))
+    if v and (v > 4503599627370496 or v < -4503599627370496) then v = nil end
     if v then di = v + 1000 * pi end
   else
     pi = 0
   end
-  -- On one clock d <= cap; more means the expiry came from a faster clock (a
-  -- promoted replica's) or a rate whose Burst shrank: read as a full debt.
   p[i], raw[i], d[i] = pi, di, math.min(di, cap)
-  if mode ~= 'r' and math.max(d[i], 0) + c > cap then ok = false end
 end
 
-if mode == 'r' then
-  local out = {}
-  for i = 1, k do
-    local K = KEYS[1 + i]
-    local iv, cap = tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
-    local di = math.max(d[i], 0)
+local out = {0, 0}
+for i = 1, k do
+  local K = KEYS[1 + i]
+  local iv, cap = tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
+  local di = math.max(d[i], 0)
+  if mode == 'r' then
     if p[i] > 0 and raw[i] >= 0 then
       local after = math.max(di - n * iv, 0)
       if after == 0 then
@@ -136,47 +189,11 @@ if mode == 'r' then
       di = after
     end
     out[i] = di
+  elseif di + n * iv <= cap then
+    out[i] = di
+  else
+    out[i] = -1 - di
   end
-  if k == 1 then return out[1] end
-  return out
-end
-
-local out = {}
-for i = 1, k do
-  local K = KEYS[1 + i]
-  local iv, cap = tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
-  local c = n * iv
-  local di = math.max(d[i], 0)
-  if mode == '' then
-    local pi, xi = p[i], x[i]
-    if not ok then
-      if raw[i] > cap then
-        -- Rewrite the full debt on this clock.
-        local ms = math.ceil((cap + math.ceil(cap / 16)) / 1000)
-        redis.call('SET', K, string.format('%d', cap - 1000 * ms), 'PX', string.format('%d', ms))
-      elseif xi then
-        redis.call('DECRBY', K, string.format('%d', c))
-      end
-    elseif d[i] < 0 then
-      -- Fresh, or full again: TAT = now + c.
-      if xi and 1000 * pi >= c then
-        redis.call('INCRBY', K, string.format('%d', c - 1000 * pi - xi))
-      else
-        local ms = math.ceil((c + math.ceil(cap / 16)) / 1000)
-        redis.call('SET', K, string.format('%d', c - 1000 * ms), 'PX', string.format('%d', ms))
-      end
-    elseif xi > 0 then
-      -- TAT passed the expiry: move the expiry to TAT + cap/16.
-      local ms = math.ceil((xi + math.ceil(cap / 16)) / 1000)
-      redis.call('SET', K, string.format('%d', xi - 1000 * ms), 'PX', string.format('%d', pi + ms))
-    end
-  end
-  if di + c <= cap then out[i] = di else out[i] = -1 - di end
-end
-if not ok and mode == '' and block ~= '' then
-  local ms = tonumber(block, 16)
-  redis.call('SET', KEYS[1], '1', 'PX', string.format('%d', ms))
-  return {'lock', 1000 * ms, 1}
 end
 if k == 1 then return out[1] end
 return out
