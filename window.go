@@ -121,7 +121,10 @@ func (s *shape) window(ok bool, v, rest, n int64, op Op) (Result, error) {
 
 // step is slidingwindow.lua on the model, path for path. The script's one-rate
 // consume is written a second time without tables, for speed; it takes the
-// same steps, and the virtual clock tests hold both against this one.
+// same steps, and the virtual clock tests hold both against this one. A
+// consuming script reads each count with the INCRBY that counts the call
+// and undoes it with DECRBY when the call is denied: the state it leaves is
+// the one this step computes.
 func (window) step(m *model, shapes []shape, now, n int64, op Op) any {
 	if p := m.lock.pttl(now); p > 0 {
 		return lockReply(1000*p, 0)
