@@ -295,3 +295,81 @@ func TestPipelinedCallsWithinTimeout(t *testing.T) {
 		t.Errorf("%d events for %d calls, want one each", n, calls)
 	}
 }
+
+// stallHook holds every command and pipeline for stall, ignoring their
+// contexts, as a user's hook (or a stuck network write) might.
+type stallHook struct{ stall atomic.Int64 }
+
+func (h *stallHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *stallHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		time.Sleep(time.Duration(h.stall.Load()))
+		return next(ctx, cmd)
+	}
+}
+func (h *stallHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		time.Sleep(time.Duration(h.stall.Load()))
+		return next(ctx, cmds)
+	}
+}
+
+// TestQueuedCallsEndAtTheirDeadline: while the one pipeline slot is held by
+// a call that does not return (a hook that ignores its context), the calls
+// queued behind it end at their own deadline, answered by the failure policy
+// and never sent (never charged). Only the stuck call itself is late. (The
+// deadline a queued call waits on is its epoch's, see epochs; with the wait
+// on it removed, these calls waited some 2s, the stuck calls' time.)
+func TestQueuedCallsEndAtTheirDeadline(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	hook := &stallHook{}
+	c.AddHook(hook)
+	const timeout = 100 * time.Millisecond
+	rec := newRecorder(t)
+	l := mustNew(t, c, Config{Name: "queuedeadline", Limit: 1000, Period: time.Hour, Pipeline: 1, Timeout: timeout, OnFailure: FailOpen, Observer: rec})
+	ctx := context.Background()
+	if _, err := l.Allow(ctx, "warm"); err != nil { // connect, load the script
+		t.Fatal(err)
+	}
+	rec.drain()
+	hook.stall.Store(int64(time.Second))
+	stuck := make(chan struct{})
+	go func() { // takes the slot and stalls for a second
+		defer close(stuck)
+		_, _ = l.Allow(ctx, "k")
+	}()
+	time.Sleep(10 * time.Millisecond)
+	const calls = 10
+	var wg sync.WaitGroup
+	var slow atomic.Int64
+	for i := 0; i < calls; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			r, err := l.Allow(ctx, "k")
+			if took := time.Since(start); took > timeout+timeout/2 {
+				slow.Add(1)
+				t.Logf("a queued call took %v", took)
+			}
+			if err != nil || r.Outcome != OutcomeFailedOpen {
+				t.Errorf("queued call = %+v, %v; want failed_open", r, err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := slow.Load(); n > 0 {
+		t.Errorf("%d of %d queued calls took more than 1.5 x Timeout (%v)", n, calls, timeout)
+	}
+	<-stuck
+	hook.stall.Store(0)
+	r, err := l.Peek(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stuck call may have run (once); the queued ones never did.
+	if r.Remaining < 1000-1 {
+		t.Errorf("Remaining = %d after %d calls that were never sent and one stuck, want at least %d", r.Remaining, calls, 1000-1)
+	}
+}

@@ -80,7 +80,13 @@ func (c *coalescer) allow(ctx context.Context, l *Limiter, keys []string, n int)
 	}
 	c.mu.Unlock()
 	start := time.Now()
-	p := &pending{batchItem: batchItem{l: l, keys: keys, n: n}, end: start.Add(l.cfg.Timeout), done: make(chan struct{})}
+	// The call's deadline is its epoch's (see epochs), shared with the calls
+	// that started in the same Timeout/64: no timer of its own to wait on.
+	expiry, end := l.epochs.get(start), start.Add(l.cfg.Timeout)
+	if expiry != nil {
+		end, _ = expiry.Deadline()
+	}
+	p := &pending{batchItem: batchItem{l: l, keys: keys, n: n}, end: end, done: make(chan struct{})}
 	p.batchItem.state = &p.state
 	c.mu.Lock()
 	c.queue = append(c.queue, p)
@@ -99,15 +105,23 @@ func (c *coalescer) allow(ctx context.Context, l *Limiter, keys []string, n int)
 	}
 	// Another leader may be finishing p right now: its answer is read only
 	// once done is closed (claim marks p finished before writing it).
-	timer := time.NewTimer(time.Until(p.end))
-	defer timer.Stop()
+	var expired <-chan struct{}
+	var timeUp <-chan time.Time // only when epochs are off (a tiny Timeout)
+	if expiry != nil {
+		expired = expiry.Done()
+	} else {
+		timer := time.NewTimer(time.Until(p.end))
+		defer timer.Stop()
+		timeUp = timer.C
+	}
 	select {
 	case <-p.done:
 		if p.state.Load() == finished {
 			return p.res, p.err
 		}
 	case <-ctx.Done():
-	case <-timer.C:
+	case <-expired:
+	case <-timeUp:
 	}
 	// The caller gives up: its context ended, or its deadline passed.
 	var err error
