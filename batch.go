@@ -127,13 +127,12 @@ func runGroup(ctx context.Context, group []*batchItem, end time.Time) {
 	for _, it := range group[1:] {
 		timeout = min(timeout, it.l.cfg.Timeout)
 	}
-	rctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if !end.IsZero() {
-		var cancelEnd context.CancelFunc
-		rctx, cancelEnd = context.WithDeadline(rctx, end)
-		defer cancelEnd()
+	deadline := time.Now().Add(timeout)
+	if !end.IsZero() && end.Before(deadline) {
+		deadline = end
 	}
+	rctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
 
 	if cc, ok := client.(*redis.ClusterClient); ok {
 		runOnPrimaries(ctx, rctx, cc, group)
