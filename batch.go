@@ -30,7 +30,10 @@ type pipeliner interface {
 // one per request (a login checks per-IP, per-user and per-pair limits at once,
 // say). Each decision is made and applied on its own, exactly as AllowN would:
 // the batch is not all-or-nothing, since the keys may live on different Cluster
-// nodes. To undo the admitted ones when one is denied, Refund them.
+// nodes. To undo the admitted ones when one is denied, Refund them. With
+// Config.Pipeline on (the default), the requests join their client's queue
+// of coalesced calls together, so concurrent AllowAll and Allow calls share
+// pipelines too, and each request ends within its limiter's Timeout.
 //
 // results[i] answers reqs[i]. errs is nil when every request was decided;
 // otherwise errs[i] is AllowN's error for reqs[i] (nil for those decided, and
@@ -60,21 +63,35 @@ func AllowAll(ctx context.Context, reqs ...Request) (results []Result, errs []er
 			items[i].keys = r.Limiter.keys(r.Key)
 		}
 	}
-	// Group the valid requests by client; each group is one pipeline.
+	// Group the valid requests by coalescer (limiters that pipeline: their
+	// calls join its queue together, and ride one pipeline with any other
+	// calls queued on the client), else by client; each group is one pipeline.
 	done := make([]bool, len(reqs))
 	for i := range items {
 		if done[i] || items[i].err != nil {
 			continue
 		}
+		co := items[i].l.co
 		group := []*batchItem{&items[i]}
 		done[i] = true
 		for j := i + 1; j < len(items); j++ {
-			if !done[j] && items[j].err == nil && sameClient(items[i].l.client, items[j].l.client) {
+			if done[j] || items[j].err != nil {
+				continue
+			}
+			if (co != nil && items[j].l.co == co) || (co == nil && items[j].l.co == nil && sameClient(items[i].l.client, items[j].l.client)) {
 				group = append(group, &items[j])
 				done[j] = true
 			}
 		}
-		runGroup(ctx, group, time.Time{})
+		switch {
+		case co != nil && len(group) == 1:
+			it := group[0] // as Allow: straight out when nothing is queued
+			it.res, it.err = co.allow(ctx, it.l, it.keys, it.n)
+		case co != nil:
+			co.allowAll(ctx, group)
+		default:
+			runGroup(ctx, group, time.Time{})
+		}
 	}
 	for i := range items {
 		results[i] = items[i].res

@@ -147,3 +147,60 @@ func TestLimitersSharePipelines(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowAllSharesPipelines: AllowAll calls from many goroutines join the
+// client's queue of coalesced calls, so that while Redis is paused their
+// requests ride a few pipelines together (one each before: 32), and each
+// limiter still admits exactly its limit.
+func TestAllowAllSharesPipelines(t *testing.T) {
+	s := redistest.Start(t)
+	c := s.Client(t)
+	hook := &countingHook{}
+	c.AddHook(hook)
+	const limit, callers = 10, 32
+	ls := []*Limiter{
+		mustNew(t, c, Config{Name: "all-ip", Limit: limit, Period: time.Hour, Timeout: 3 * time.Second}),
+		mustNew(t, c, Config{Name: "all-user", Algorithm: SlidingWindow, Limit: limit, Period: time.Hour, Timeout: 3 * time.Second}),
+		mustNew(t, c, Config{Name: "all-pair", Algorithm: LeakyBucket, Limit: limit, Period: time.Hour, Timeout: 3 * time.Second}),
+	}
+	ctx := context.Background()
+	for _, l := range ls { // load the scripts: no NOSCRIPT round in the pipelines
+		if _, err := l.Peek(ctx, "warm"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin := s.Client(t)
+	if err := admin.Do(ctx, "CLIENT", "PAUSE", "300", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	hook.pipelines.Store(0)
+	admitted := make([]atomic.Int64, len(ls))
+	var wg sync.WaitGroup
+	for w := 0; w < callers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reqs := make([]Request, len(ls))
+			for j, l := range ls {
+				reqs[j] = Request{Limiter: l, Key: "hot"}
+			}
+			res, errs := AllowAll(ctx, reqs...)
+			for j, r := range res {
+				if errs != nil && errs[j] != nil {
+					t.Error(errs[j])
+				} else if r.Allowed {
+					admitted[j].Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := hook.pipelines.Load(); n >= callers/2 {
+		t.Errorf("%d pipelines for %d concurrent AllowAll calls, want them merged (fewer than %d)", n, callers, callers/2)
+	}
+	for j := range ls {
+		if got := admitted[j].Load(); got != limit {
+			t.Errorf("limiter %d admitted %d of %d calls on one key, want %d", j, got, callers, limit)
+		}
+	}
+}

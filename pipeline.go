@@ -40,9 +40,10 @@ func (c *coalescer) raise(n int) {
 // failed, and observed) exactly once: by its leader or by its caller.
 type pending struct {
 	batchItem
-	end   time.Time     // the call's deadline
-	state atomic.Int32  // queued, sent, dropped or finished
-	done  chan struct{} // closed when the leader is done with the batch
+	end    time.Time       // the call's deadline
+	expiry context.Context // done at end (the epoch's context), or nil: a timer is needed
+	state  atomic.Int32    // queued, sent, dropped or finished
+	done   chan struct{}   // closed when the leader is done with the batch
 }
 
 // The states of a pending call: who finishes it.
@@ -80,35 +81,77 @@ func (c *coalescer) allow(ctx context.Context, l *Limiter, keys []string, n int)
 	}
 	c.mu.Unlock()
 	start := time.Now()
-	// The call's deadline is its epoch's (see epochs), shared with the calls
-	// that started in the same Timeout/64: no timer of its own to wait on.
-	expiry, end := l.epochs.get(start), start.Add(l.cfg.Timeout)
-	if expiry != nil {
-		end, _ = expiry.Deadline()
+	p := newPending(l, keys, n, start)
+	if c.enqueue(p) {
+		// The batch holds p: led by this caller, finished on return.
+		if p.state.Load() == finished {
+			return p.res, p.err
+		}
 	}
-	p := &pending{batchItem: batchItem{l: l, keys: keys, n: n}, end: end, done: make(chan struct{})}
+	return c.await(ctx, p, start)
+}
+
+// allowAll decides items, whose limiters all use this coalescer, as queued
+// calls that join the queue together: they ride one pipeline, with whatever
+// other calls are queued (AllowAll from many goroutines merges). Each item
+// gets its answer, or its own deadline's failure, as from allow.
+func (c *coalescer) allowAll(ctx context.Context, items []*batchItem) {
+	if err := ctx.Err(); err != nil {
+		for _, it := range items {
+			it.err = err
+		}
+		return
+	}
+	start := time.Now()
+	ps := make([]*pending, len(items))
+	for i, it := range items {
+		ps[i] = newPending(it.l, it.keys, it.n, start)
+	}
+	c.enqueue(ps...)
+	for i, p := range ps {
+		items[i].res, items[i].err = c.await(ctx, p, start)
+	}
+}
+
+// newPending makes a queued call started at start. Its deadline is its
+// epoch's (see epochs), shared with the calls that started in the same
+// Timeout/64: no timer of its own to wait on.
+func newPending(l *Limiter, keys []string, n int, start time.Time) *pending {
+	p := &pending{batchItem: batchItem{l: l, keys: keys, n: n}, end: start.Add(l.cfg.Timeout), done: make(chan struct{})}
+	if p.expiry = l.epochs.get(start); p.expiry != nil {
+		p.end, _ = p.expiry.Deadline()
+	}
 	p.batchItem.state = &p.state
+	return p
+}
+
+// enqueue queues ps and, when a pipeline slot is free, leads the queue (ps
+// included) as one batch; it reports whether it did.
+func (c *coalescer) enqueue(ps ...*pending) bool {
 	c.mu.Lock()
-	c.queue = append(c.queue, p)
+	c.queue = append(c.queue, ps...)
 	var batch []*pending
 	if c.inFlight < c.maxInFlight {
 		c.inFlight++
 		batch, c.queue = c.queue, nil
 	}
 	c.mu.Unlock()
-	if batch != nil {
-		// The batch holds p: led by this caller, finished on return.
-		c.lead(batch)
-		if p.state.Load() == finished {
-			return p.res, p.err
-		}
+	if batch == nil {
+		return false
 	}
+	c.lead(batch)
+	return true
+}
+
+// await returns p's answer once its leader is done with it, or gives up on
+// it when ctx ends or p's deadline passes (never sent: never charged).
+func (c *coalescer) await(ctx context.Context, p *pending, start time.Time) (Result, error) {
 	// Another leader may be finishing p right now: its answer is read only
 	// once done is closed (claim marks p finished before writing it).
 	var expired <-chan struct{}
 	var timeUp <-chan time.Time // only when epochs are off (a tiny Timeout)
-	if expiry != nil {
-		expired = expiry.Done()
+	if p.expiry != nil {
+		expired = p.expiry.Done()
 	} else {
 		timer := time.NewTimer(time.Until(p.end))
 		defer timer.Stop()
@@ -137,7 +180,7 @@ func (c *coalescer) allow(ctx context.Context, l *Limiter, keys []string, n int)
 	if ctx.Err() != nil {
 		err = ctx.Err()
 	}
-	return l.finish(ctx, keys, n, OpAllow, nil, err, false, time.Since(start))
+	return p.l.finish(ctx, p.keys, p.n, OpAllow, nil, err, false, time.Since(start))
 }
 
 // lead sends batch as one pipeline, then passes any calls queued meanwhile to
