@@ -179,7 +179,8 @@ func pipelineGroup(ctx, rctx context.Context, client redis.Scripter, p pipeliner
 			cmds[i] = pipe.Eval(rctx, it.l.script.src, it.keys, it.l.args(it.n, OpAllow)...)
 		}
 	}
-	_, _ = pipe.Exec(rctx) // each command carries its own error
+	_, err := pipe.Exec(rctx)
+	unanswered(cmds, err)
 	reloaded := make([]bool, len(group))
 	var again redis.Pipeliner
 	for i, c := range cmds {
@@ -193,7 +194,8 @@ func pipelineGroup(ctx, rctx context.Context, client redis.Scripter, p pipeliner
 		}
 	}
 	if again != nil {
-		_, _ = again.Exec(rctx)
+		_, err := again.Exec(rctx)
+		unanswered(cmds, err)
 	}
 	took := time.Since(start)
 	for i, it := range group {
@@ -211,6 +213,23 @@ func pipelineGroup(ctx, rctx context.Context, client redis.Scripter, p pipeliner
 			continue // its caller has given up and answered it
 		}
 		it.res, it.err = it.l.finish(ctx, it.keys, it.n, OpAllow, reply, err, reloaded[i], took)
+	}
+}
+
+// unanswered gives err, the error a pipeline's Exec returned, to each of its
+// commands left with neither a reply nor an error: go-redis leaves them so
+// when the pipeline never got a connection (a dial error: v9.3's
+// generalProcessPipeline returns it without setting the commands' errors).
+// Such a command never ran. A command with a reply, or an error of its own,
+// keeps it.
+func unanswered(cmds []*redis.Cmd, err error) {
+	if err == nil {
+		return
+	}
+	for _, c := range cmds {
+		if c.Err() == nil && c.Val() == nil {
+			c.SetErr(err)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -90,5 +91,46 @@ func TestErrorKindReal(t *testing.T) {
 	_, err = l.Allow(ctx, "k")
 	if got := ErrorKind(err); got != KindConnection {
 		t.Errorf("server gone: %v is %q, want connection", err, got)
+	}
+}
+
+// TestPipelineDialErrorKind: a pipeline that never gets a connection (nothing
+// listens on the port) fails each of its calls as a connection error, through
+// AllowAll and through the coalescer. go-redis returns a dial error from a
+// pipeline's Exec without setting its commands' errors; read as replies, they
+// were nil and failed as ErrUnexpectedReply (kind reply).
+func TestPipelineDialErrorKind(t *testing.T) {
+	addr := fmt.Sprintf("127.0.0.1:%d", redistest.FreePort(t))
+	c := redis.NewClient(redistest.Options(addr))
+	t.Cleanup(func() { c.Close() })
+	ctx := context.Background()
+	l := mustNew(t, c, Config{Name: "nodial", Limit: 5, Period: time.Hour, Timeout: time.Second, OnFailure: FailError})
+
+	_, errs := AllowAll(ctx, Request{Limiter: l, Key: "a"}, Request{Limiter: l, Key: "b"}, Request{Limiter: l, Key: "c"})
+	for i, err := range errs {
+		if got := ErrorKind(err); got != KindConnection {
+			t.Errorf("AllowAll request %d: %v is %q, want %q", i, err, got, KindConnection)
+		}
+	}
+
+	// Enough concurrent calls that most of them are coalesced into pipelines.
+	const calls = 64
+	kinds := make(chan string, calls)
+	var start sync.WaitGroup
+	start.Add(1)
+	for i := 0; i < calls; i++ {
+		go func() {
+			start.Wait()
+			_, err := l.Allow(ctx, fmt.Sprintf("k%d", i))
+			kinds <- ErrorKind(err)
+		}()
+	}
+	start.Done()
+	seen := map[string]int{}
+	for i := 0; i < calls; i++ {
+		seen[<-kinds]++
+	}
+	if seen[KindConnection] != calls {
+		t.Errorf("concurrent calls failed as %v, want all %d %q", seen, calls, KindConnection)
 	}
 }
