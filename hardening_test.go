@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"strings"
@@ -371,5 +372,78 @@ func TestQueuedCallsEndAtTheirDeadline(t *testing.T) {
 	// The stuck call may have run (once); the queued ones never did.
 	if r.Remaining < 1000-1 {
 		t.Errorf("Remaining = %d after %d calls that were never sent and one stuck, want at least %d", r.Remaining, calls, 1000-1)
+	}
+}
+
+// TestUnreadableStateReadsFresh: a rate's key holding what no script wrote
+// (not an integer, another type, a number beyond exact arithmetic), with a
+// TTL, reads as fresh on every path (one rate, two rates, three; peek,
+// refund, consume) and never as a free pass: no call errs, the first
+// admission rewrites the key as state, and the identity then admits exactly
+// what a fresh one does (Burst 3, then a denial by the 3/s rate).
+func TestUnreadableStateReadsFresh(t *testing.T) {
+	corrupt := []struct {
+		name string
+		set  func(ctx context.Context, c redis.UniversalClient, key string) error
+	}{
+		{"not an integer", func(ctx context.Context, c redis.UniversalClient, key string) error {
+			return c.Set(ctx, key, "x", time.Hour).Err()
+		}},
+		{"a hash", func(ctx context.Context, c redis.UniversalClient, key string) error {
+			if err := c.HSet(ctx, key, "f", 1).Err(); err != nil {
+				return err
+			}
+			return c.PExpire(ctx, key, time.Hour).Err()
+		}},
+		{"above 2^52", func(ctx context.Context, c redis.UniversalClient, key string) error {
+			return c.Set(ctx, key, "9007199254740993", time.Hour).Err()
+		}},
+		{"below -2^52", func(ctx context.Context, c redis.UniversalClient, key string) error {
+			return c.Set(ctx, key, "-9007199254740993", time.Hour).Err()
+		}},
+		{"beyond int64", func(ctx context.Context, c redis.UniversalClient, key string) error {
+			return c.Set(ctx, key, "99999999999999999999", time.Hour).Err()
+		}},
+	}
+	extra := []Rate{{Limit: 50, Period: time.Minute}, {Limit: 500, Period: time.Hour}}
+	for _, b := range backends(t) {
+		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
+			for k := 1; k <= 3; k++ {
+				l := mustNew(t, b.client, Config{Name: fmt.Sprintf("unread-%s-%d", alg, k), Algorithm: alg, Limit: 3, Period: time.Second, Rates: extra[:k-1]})
+				for j := 0; j < k; j++ {
+					for ci, cr := range corrupt {
+						t.Run(fmt.Sprintf("%s/%s/%d-rates/rate-%d/%s", b.name, alg, k, j, cr.name), func(t *testing.T) {
+							ctx, id := context.Background(), fmt.Sprintf("id%d-%d", j, ci)
+							key := l.keys(id)[1+j]
+							if err := cr.set(ctx, b.client, key); err != nil {
+								t.Fatal(err)
+							}
+							if r, err := l.Peek(ctx, id); err != nil || !r.Allowed || r.Remaining != 3 {
+								t.Errorf("Peek = %+v, %v; want allowed with 3 left, no error", r, err)
+							}
+							if r, err := l.Refund(ctx, id, 1); err != nil || r.Remaining != 3 {
+								t.Errorf("Refund = %+v, %v; want 3 left, no error", r, err)
+							}
+							for i := 0; i < 4; i++ {
+								r, err := l.Allow(ctx, id)
+								if err != nil {
+									t.Fatalf("Allow %d: %v", i+1, err)
+								}
+								if r.Allowed != (i < 3) {
+									t.Fatalf("Allow %d = %+v; want 3 admitted, then a denial", i+1, r)
+								}
+							}
+							if typ := b.client.Type(ctx, key).Val(); typ != "string" {
+								t.Fatalf("the key is a %s after the calls, want a string", typ)
+							}
+							v, err := b.client.Get(ctx, key).Int64()
+							if err != nil || v > 1<<52 || v < -(1<<52) {
+								t.Errorf("the key holds %d, %v after the calls; want state the scripts read", v, err)
+							}
+						})
+					}
+				}
+			}
+		}
 	}
 }
