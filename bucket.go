@@ -85,10 +85,11 @@ func (g gcra) decode(s *shape, reply any, n int64, op Op, all bool) (Result, err
 }
 
 // step is tokenbucket.lua on the model, path for path (the comments name
-// the script's paths). The script writes the consume twice more, for speed:
-// one rate without tables, several rates in one read pass that writes only
-// where a rate needs it; they take the same steps, and the virtual clock
-// tests hold every path against this one.
+// the script's paths). The script writes the consume three times more, for
+// speed: one rate without tables, two rates unrolled, more rates in a loop,
+// the last two in one read pass that writes only where a rate needs it; they
+// take the same steps, and the virtual clock tests hold every path against
+// this one.
 func (gcra) step(m *model, shapes []shape, now, n int64, op Op) any {
 	if p := m.lock.pttl(now); p > 0 {
 		return lockReply(1000*p, 0)

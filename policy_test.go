@@ -91,6 +91,9 @@ func TestMultiRateDifferential(t *testing.T) {
 		{cfg: Config{Algorithm: SlidingWindow, Limit: 4, Period: time.Second, Rates: []Rate{{Limit: 10, Period: 5 * time.Second}, {Limit: 30, Period: time.Minute}}},
 			plans: [][]Rate{{{Limit: 8, Period: time.Second}, {Limit: 15, Period: 5 * time.Second}, {Limit: 2, Period: time.Minute}}}},
 		{cfg: Config{Algorithm: SlidingWindow, Limit: 3, Period: time.Second, BlockFor: 200 * time.Millisecond, Rates: []Rate{{Limit: 2_000_000, Period: 100 * 24 * time.Hour}}}},
+		// Three rates: the buckets' loop (two rates run unrolled).
+		{cfg: Config{Algorithm: TokenBucket, Limit: 4, Period: time.Second, Burst: 3, BlockFor: 250 * time.Millisecond, Rates: []Rate{{Limit: 12, Period: 10 * time.Second}, {Limit: 30, Period: time.Minute, Burst: 10}}},
+			plans: [][]Rate{{{Limit: 9, Period: time.Second}, {Limit: 40, Period: 10 * time.Second, Burst: 6}, {Limit: 60, Period: time.Minute}}}},
 	}
 	for _, b := range backends(t) {
 		for i, c := range configs {

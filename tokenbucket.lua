@@ -91,34 +91,77 @@ end
 -- Several rates, consuming: each rate read with an optimistic INCRBY, as
 -- above, then, only where needed, undone (a denial) or fixed (fresh, or TAT
 -- past the expiry). s holds rate i's c, cap, PTTL, raw debt and value after
--- the INCRBY (false: none) at s[5i-4 .. 5i]. The tables are built at their
--- size for two rates: growing them costs more than the rest of the loop.
+-- the INCRBY (false: none) at s[5i-4 .. 5i]. Two rates (a burst and a
+-- quota, the common policy) are read unrolled, and an admission that needs
+-- no other write returns before building s: the loop and its tables cost
+-- 0.3µs, a seventh of what a second rate added (Redis 7.0, 64 clients).
+-- More rates take the loop, with the tables built at their size for two
+-- (growing them costs more than the rest of the loop).
 if mode == '' then
-  local s, out, ok, fix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {0, 0}, true, false
-  for i = 1, k do
-    local K = KEYS[1 + i]
-    local c, cap = n * tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
-    local pi = redis.call('PTTL', K)
-    local raw, x = -1, false
-    if pi > 0 then
-      local v = redis.pcall('INCRBY', K, string.format('%d', c))
+  local s, out, ok, fix
+  if k == 2 then
+    local K1, K2 = KEYS[2], KEYS[3]
+    local c1, cap1 = n * tonumber(ARGV[4], 16), tonumber(ARGV[5], 16)
+    local c2, cap2 = n * tonumber(ARGV[6], 16), tonumber(ARGV[7], 16)
+    local p1, r1, x1 = redis.call('PTTL', K1), -1, false
+    if p1 > 0 then
+      local v = redis.pcall('INCRBY', K1, string.format('%d', c1))
       if type(v) == 'number' then
-        -- Beyond 2^52 the arithmetic is no longer exact: unreadable.
-        v = v - c
-        if v <= 4503599627370496 and v >= -4503599627370496 then x, raw = v + c, v + 1000 * pi end
+        v = v - c1
+        if v <= 4503599627370496 and v >= -4503599627370496 then x1, r1 = v + c1, v + 1000 * p1 end
       end
     else
-      pi = 0
+      p1 = 0
     end
-    -- On one clock d <= cap; more means the expiry came from a faster clock
-    -- (a promoted replica's) or a rate whose Burst shrank: read as a full debt.
-    local d = raw
-    if d > cap then d = cap end
-    if d < 0 then d = 0 end
-    if d + c <= cap then out[i] = d else out[i], ok = -1 - d, false end
-    if raw < 0 or not x or x > 0 then fix = true end
-    local j = 5 * i
-    s[j - 4], s[j - 3], s[j - 2], s[j - 1], s[j] = c, cap, pi, raw, x
+    local p2, r2, x2 = redis.call('PTTL', K2), -1, false
+    if p2 > 0 then
+      local v = redis.pcall('INCRBY', K2, string.format('%d', c2))
+      if type(v) == 'number' then
+        v = v - c2
+        if v <= 4503599627370496 and v >= -4503599627370496 then x2, r2 = v + c2, v + 1000 * p2 end
+      end
+    else
+      p2 = 0
+    end
+    local d1, d2 = r1, r2
+    if d1 > cap1 then d1 = cap1 end
+    if d1 < 0 then d1 = 0 end
+    if d2 > cap2 then d2 = cap2 end
+    if d2 < 0 then d2 = 0 end
+    ok = true
+    if d1 + c1 > cap1 then d1, ok = -1 - d1, false end
+    if d2 + c2 > cap2 then d2, ok = -1 - d2, false end
+    -- r >= 0 only where x was read, so x is a number there.
+    if ok and r1 >= 0 and x1 <= 0 and r2 >= 0 and x2 <= 0 then return {d1, d2} end
+    s, out, fix = {c1, cap1, p1, r1, x1, c2, cap2, p2, r2, x2}, {d1, d2}, true
+  else
+    s, out, ok, fix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, {0, 0}, true, false
+    for i = 1, k do
+      local K = KEYS[1 + i]
+      local c, cap = n * tonumber(ARGV[2 + 2 * i], 16), tonumber(ARGV[3 + 2 * i], 16)
+      local pi = redis.call('PTTL', K)
+      local raw, x = -1, false
+      if pi > 0 then
+        local v = redis.pcall('INCRBY', K, string.format('%d', c))
+        if type(v) == 'number' then
+          -- Beyond 2^52 the arithmetic is no longer exact: unreadable.
+          v = v - c
+          if v <= 4503599627370496 and v >= -4503599627370496 then x, raw = v + c, v + 1000 * pi end
+        end
+      else
+        pi = 0
+      end
+      -- On one clock d <= cap; more means the expiry came from a faster
+      -- clock (a promoted replica's) or a rate whose Burst shrank: read as
+      -- a full debt.
+      local d = raw
+      if d > cap then d = cap end
+      if d < 0 then d = 0 end
+      if d + c <= cap then out[i] = d else out[i], ok = -1 - d, false end
+      if raw < 0 or not x or x > 0 then fix = true end
+      local j = 5 * i
+      s[j - 4], s[j - 3], s[j - 2], s[j - 1], s[j] = c, cap, pi, raw, x
+    end
   end
   if fix or not ok then
     for i = 1, k do
