@@ -875,31 +875,34 @@ func TestFutureTimestampIsClamped(t *testing.T) {
 	const day = 24 * time.Hour
 	for _, b := range backends(t) {
 		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
-			t.Run(b.name+"/"+alg.String(), func(t *testing.T) {
-				l := mustNew(t, b.client, Config{Name: "future-" + alg.String(), Algorithm: alg, Limit: 10, Period: time.Second})
-				ctx, key := context.Background(), l.redisKey("k")
-				// The state a primary whose clock ran a day ahead left behind: a
-				// full bucket or window, with its expiry a day further out.
-				v, ttl := int64(10), 2*time.Second+day
-				if alg != SlidingWindow {
-					v, ttl = -1_000_000, 1100*time.Millisecond+day // the state of one call of 100ms in a 1s bucket
-				}
-				if err := b.client.Set(ctx, key, v, ttl).Err(); err != nil {
-					t.Fatal(err)
-				}
-				r, err := l.Allow(ctx, "k")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if r.Allowed || r.RetryAfter > 2*time.Second {
-					t.Errorf("Allow = %+v; want denied for at most a refill or two windows", r)
-				}
-				// The key now runs on this server's clock: it expires within
-				// two refills or two windows, not a day.
-				if got := b.client.PTTL(ctx, key).Val(); got <= 0 || got > 2*time.Second {
-					t.Errorf("PTTL after the call = %v, want at most 2s", got)
-				}
-			})
+			// One rate, two, three: each path of the scripts.
+			for k, extra := range [][]Rate{nil, {{Limit: 100, Period: time.Minute}}, {{Limit: 100, Period: time.Minute}, {Limit: 1000, Period: time.Hour}}} {
+				t.Run(fmt.Sprintf("%s/%s/%d-rates", b.name, alg, k+1), func(t *testing.T) {
+					l := mustNew(t, b.client, Config{Name: fmt.Sprintf("future-%s-%d", alg, k+1), Algorithm: alg, Limit: 10, Period: time.Second, Rates: extra})
+					ctx, key := context.Background(), l.redisKey("k")
+					// The state a primary whose clock ran a day ahead left behind: a
+					// full bucket or window, with its expiry a day further out.
+					v, ttl := int64(10), 2*time.Second+day
+					if alg != SlidingWindow {
+						v, ttl = -1_000_000, 1100*time.Millisecond+day // the state of one call of 100ms in a 1s bucket
+					}
+					if err := b.client.Set(ctx, key, v, ttl).Err(); err != nil {
+						t.Fatal(err)
+					}
+					r, err := l.Allow(ctx, "k")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r.Allowed || r.RetryAfter > 2*time.Second {
+						t.Errorf("Allow = %+v; want denied for at most a refill or two windows", r)
+					}
+					// The key now runs on this server's clock: it expires within
+					// two refills or two windows, not a day.
+					if got := b.client.PTTL(ctx, key).Val(); got <= 0 || got > 2*time.Second {
+						t.Errorf("PTTL after the call = %v, want at most 2s", got)
+					}
+				})
+			}
 		}
 	}
 }
