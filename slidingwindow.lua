@@ -111,6 +111,116 @@ if k == 1 and mode == '' then
   return string.format('%d %d', v, rest)
 end
 
+-- Two rates, consuming (a burst and a quota, the common policy): the
+-- general path below, unrolled. It reads both rates as the one-rate path
+-- reads one, then writes as the general path does: both counted when both
+-- admit, else both INCRBYs undone. Unrolled, the second rate adds 1.9µs to
+-- one rate's 2.9µs, against 3.0µs through the loop's tables (Redis 7.0, 64
+-- clients, keys in use).
+if k == 2 and mode == '' then
+  local K1, K2 = KEYS[2], KEYS[3]
+  local P1, l1 = tonumber(ARGV[4], 16), tonumber(ARGV[5], 16)
+  local P2, l2 = tonumber(ARGV[6], 16), tonumber(ARGV[7], 16)
+  local p1, x1, i1 = redis.call('PTTL', K1), 0, false
+  if p1 > 0 then
+    x1 = redis.pcall('INCRBY', K1, ns)
+    if type(x1) == 'number' then x1, i1 = x1 - n, true else x1 = -1 end
+    if x1 < 0 or x1 >= B * B then p1, x1 = 0, 0 end
+  else
+    p1 = 0
+  end
+  if p1 > 2 * P1 then
+    p1 = 2 * P1
+    redis.call('PEXPIRE', K1, string.format('%d', p1))
+  end
+  local p2, x2, i2 = redis.call('PTTL', K2), 0, false
+  if p2 > 0 then
+    x2 = redis.pcall('INCRBY', K2, ns)
+    if type(x2) == 'number' then x2, i2 = x2 - n, true else x2 = -1 end
+    if x2 < 0 or x2 >= B * B then p2, x2 = 0, 0 end
+  else
+    p2 = 0
+  end
+  if p2 > 2 * P2 then
+    p2 = 2 * P2
+    redis.call('PEXPIRE', K2, string.format('%d', p2))
+  end
+  local pv1, cv1, pv2, cv2 = 0, 0, 0, 0
+  if p1 > P1 then
+    cv1 = x1 % B
+    pv1 = (x1 - cv1) / B
+  elseif p1 > 0 then
+    pv1 = x1 % B
+  end
+  if p2 > P2 then
+    cv2 = x2 % B
+    pv2 = (x2 - cv2) / B
+  elseif p2 > 0 then
+    pv2 = x2 % B
+  end
+  if pv1 > l1 then pv1 = l1 end
+  if cv1 > l1 then cv1 = l1 end
+  if pv2 > l2 then pv2 = l2 end
+  if cv2 > l2 then cv2 = l2 end
+  local r1, r2 = p1, p2
+  if p1 > P1 then r1 = p1 - P1 end
+  if p2 > P2 then r2 = p2 - P2 end
+  local f1, f2
+  if p1 == 0 then f1 = n <= l1 else f1 = pv1 * r1 <= (l1 - cv1 - n) * P1 end
+  if p2 == 0 then f2 = n <= l2 else f2 = pv2 * r2 <= (l2 - cv2 - n) * P2 end
+  if f1 and f2 then
+    if p1 == 0 then
+      redis.call('SET', K1, ns, 'PX', string.format('%d', 2 * P1))
+      cv1, r1 = n, P1
+    elseif p1 > P1 then
+      cv1 = cv1 + n -- counted by the INCRBY
+    else
+      redis.call('SET', K1, string.format('%d', pv1 * B + n), 'PX', string.format('%d', p1 + P1))
+      cv1 = n
+    end
+    if p2 == 0 then
+      redis.call('SET', K2, ns, 'PX', string.format('%d', 2 * P2))
+      cv2, r2 = n, P2
+    elseif p2 > P2 then
+      cv2 = cv2 + n
+    else
+      redis.call('SET', K2, string.format('%d', pv2 * B + n), 'PX', string.format('%d', p2 + P2))
+      cv2 = n
+    end
+  else
+    -- Denied: nothing counted; each rate answers as found.
+    if i1 then redis.call('DECRBY', K1, ns) end
+    if i2 then redis.call('DECRBY', K2, ns) end
+    if block ~= '' then
+      local ms = tonumber(block, 16)
+      redis.call('SET', KEYS[1], '1', 'PX', string.format('%d', ms))
+      return {'lock', 1000 * ms, 1}
+    end
+  end
+  local out = {0, 0}
+  local base = l1 + 1
+  local v = pv1 * base + cv1
+  if (P1 + 1) * base * base < 9007199254740992 then
+    v = r1 * base * base + v
+    if not f1 then v = -1 - v end
+    out[1] = v
+  else
+    if not f1 then v = -1 - v end
+    out[1] = string.format('%d %d', v, r1)
+  end
+  base = l2 + 1
+  v = pv2 * base + cv2
+  if (P2 + 1) * base * base < 9007199254740992 then
+    v = r2 * base * base + v
+    if not f2 then v = -1 - v end
+    out[2] = v
+  else
+    if not f2 then v = -1 - v end
+    out[2] = string.format('%d %d', v, r2)
+  end
+  return out
+end
+
 -- Read every rate: x the stored value, p its PTTL (0: fresh), prev and cur
 -- the counts capped at the limit, and whether the call fits.
 -- Consuming, the read is an optimistic INCRBY as above (inc: it happened),
