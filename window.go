@@ -120,8 +120,9 @@ func (s *shape) window(ok bool, v, rest, n int64, op Op) (Result, error) {
 }
 
 // step is slidingwindow.lua on the model, path for path. The script's one-rate
-// consume is written a second time without tables, for speed; it takes the
-// same steps, and the virtual clock tests hold both against this one. A
+// and two-rate consumes are written again without tables, for speed; they
+// take the same steps, and the virtual clock tests hold every path against
+// this one. A
 // consuming script reads each count with the INCRBY that counts the call
 // and undoes it with DECRBY when the call is denied: the state it leaves is
 // the one this step computes.
