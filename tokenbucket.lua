@@ -95,6 +95,8 @@ end
 -- quota, the common policy) are read unrolled, and an admission that needs
 -- no other write returns before building s: the loop and its tables cost
 -- 0.3µs, a seventh of what a second rate added (Redis 7.0, 64 clients).
+-- The two reads are written out, not a local function: its closure and
+-- calls cost 0.1µs of those 0.3.
 -- More rates take the loop, with the tables built at their size for two
 -- (growing them costs more than the rest of the loop).
 if mode == '' then
