@@ -906,3 +906,57 @@ func TestFutureTimestampIsClamped(t *testing.T) {
 		}
 	}
 }
+
+// TestClockAheadJustBeyondTheBound drives the clamps of the scripts just past
+// their thresholds, where a clamp that is too loose would keep a faster
+// clock's state: a window whose expiry is 2.5 periods ahead (more than the two
+// a window ever sets) and a bucket owing 1.5 times its capacity. Each is
+// clamped to what this server's clock allows: the window to two periods, the
+// bucket to a full one.
+func TestClockAheadJustBeyondTheBound(t *testing.T) {
+	for _, b := range backends(t) {
+		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
+			// The rate under test (10/s) alone, first or second of two (each
+			// has its own code in the two-rate paths), or one of three.
+			second, minute, hour := Rate{Limit: 10, Period: time.Second}, Rate{Limit: 100, Period: time.Minute}, Rate{Limit: 1000, Period: time.Hour}
+			for _, tc := range []struct {
+				name  string
+				rates []Rate
+				at    int // the index of the rate under test
+			}{
+				{"1-rate", []Rate{second}, 0},
+				{"2-rates/first", []Rate{second, minute}, 0},
+				{"2-rates/second", []Rate{minute, second}, 1},
+				{"3-rates", []Rate{minute, second, hour}, 1},
+			} {
+				t.Run(fmt.Sprintf("%s/%s/%s", b.name, alg, tc.name), func(t *testing.T) {
+					rates := tc.rates
+					l := mustNew(t, b.client, Config{Name: "ahead-" + strings.ReplaceAll(fmt.Sprintf("%s-%s", alg, tc.name), "/", "-"), Algorithm: alg, Limit: rates[0].Limit, Period: rates[0].Period, Rates: rates[1:]})
+					ctx, key := context.Background(), l.keys("k")[1+tc.at]
+					// Window: a full current window (10) with 2.5s to its expiry;
+					// clamped, 1s of it is left, and the first slot frees 1.1s
+					// from now (unclamped: 1.6s). Bucket: TAT 1.5s ahead (o =
+					// -0.1s, expiry 1.6s ahead); clamped to a full bucket, the
+					// next token is 100ms away (unclamped: 600ms).
+					v, ttl, most, retry := int64(10), 2500*time.Millisecond, 2*time.Second, 1100*time.Millisecond
+					if alg != SlidingWindow {
+						v, ttl, most, retry = -100_000, 1600*time.Millisecond, 1100*time.Millisecond, 200*time.Millisecond
+					}
+					if err := b.client.Set(ctx, key, v, ttl).Err(); err != nil {
+						t.Fatal(err)
+					}
+					r, err := l.Allow(ctx, "k")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if r.Allowed || r.RetryAfter > retry {
+						t.Errorf("Allow = %+v; want denied for at most %v", r, retry)
+					}
+					if got := b.client.PTTL(ctx, key).Val(); got <= 0 || got > most {
+						t.Errorf("PTTL after the call = %v, want at most %v", got, most)
+					}
+				})
+			}
+		}
+	}
+}
