@@ -871,91 +871,78 @@ func TestWait(t *testing.T) {
 	}
 }
 
+// TestFutureTimestampIsClamped drives the scripts' clamps with the state a
+// primary whose clock ran ahead left behind, a day ahead and just past the
+// clamps' thresholds (where a clamp that is too loose would keep the faster
+// clock's state): a window's expiry is at most two periods ahead and a
+// bucket owes at most its capacity, so a call is denied for at most a refill
+// or two windows and the key runs on this server's clock again.
 func TestFutureTimestampIsClamped(t *testing.T) {
 	const day = 24 * time.Hour
-	for _, b := range backends(t) {
-		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
-			// One rate, two, three: each path of the scripts.
-			for k, extra := range [][]Rate{nil, {{Limit: 100, Period: time.Minute}}, {{Limit: 100, Period: time.Minute}, {Limit: 1000, Period: time.Hour}}} {
-				t.Run(fmt.Sprintf("%s/%s/%d-rates", b.name, alg, k+1), func(t *testing.T) {
-					l := mustNew(t, b.client, Config{Name: fmt.Sprintf("future-%s-%d", alg, k+1), Algorithm: alg, Limit: 10, Period: time.Second, Rates: extra})
-					ctx, key := context.Background(), l.redisKey("k")
-					// The state a primary whose clock ran a day ahead left behind: a
-					// full bucket or window, with its expiry a day further out.
-					v, ttl := int64(10), 2*time.Second+day
-					if alg != SlidingWindow {
-						v, ttl = -1_000_000, 1100*time.Millisecond+day // the state of one call of 100ms in a 1s bucket
-					}
-					if err := b.client.Set(ctx, key, v, ttl).Err(); err != nil {
-						t.Fatal(err)
-					}
-					r, err := l.Allow(ctx, "k")
-					if err != nil {
-						t.Fatal(err)
-					}
-					if r.Allowed || r.RetryAfter > 2*time.Second {
-						t.Errorf("Allow = %+v; want denied for at most a refill or two windows", r)
-					}
-					// The key now runs on this server's clock: it expires within
-					// two refills or two windows, not a day.
-					if got := b.client.PTTL(ctx, key).Val(); got <= 0 || got > 2*time.Second {
-						t.Errorf("PTTL after the call = %v, want at most 2s", got)
-					}
-				})
-			}
-		}
+	type state struct {
+		v   int64
+		ttl time.Duration
 	}
-}
-
-// TestClockAheadJustBeyondTheBound drives the clamps of the scripts just past
-// their thresholds, where a clamp that is too loose would keep a faster
-// clock's state: a window whose expiry is 2.5 periods ahead (more than the two
-// a window ever sets) and a bucket owing 1.5 times its capacity. Each is
-// clamped to what this server's clock allows: the window to two periods, the
-// bucket to a full one.
-func TestClockAheadJustBeyondTheBound(t *testing.T) {
+	ahead := []struct {
+		name           string
+		window, bucket state
+		// After the call: at most pttl left on the key, and a RetryAfter of
+		// at most retryWindow or retryBucket.
+		pttlWindow, pttlBucket   time.Duration
+		retryWindow, retryBucket time.Duration
+	}{
+		// A full window, and the state of one call of 100ms in a 1s
+		// bucket, with expiries a day further out.
+		{"day", state{10, 2*time.Second + day}, state{-1_000_000, 1100*time.Millisecond + day},
+			2 * time.Second, 2 * time.Second, 2 * time.Second, 2 * time.Second},
+		// A full window 2.5s from its expiry: clamped, 1s of it is left
+		// and the first slot frees 1.1s from now (unclamped: 1.6s). A
+		// bucket whose TAT is 1.5s ahead (o = -0.1s, expiry 1.6s ahead):
+		// clamped to a full bucket, the next token is 100ms away
+		// (unclamped: 600ms).
+		{"just-beyond", state{10, 2500 * time.Millisecond}, state{-100_000, 1600 * time.Millisecond},
+			2 * time.Second, 1100 * time.Millisecond, 1100 * time.Millisecond, 200 * time.Millisecond},
+	}
+	// The rate under test (10/s) alone, first or second of two (each has its
+	// own code in the two-rate paths), or one of three.
+	second, minute, hour := Rate{Limit: 10, Period: time.Second}, Rate{Limit: 100, Period: time.Minute}, Rate{Limit: 1000, Period: time.Hour}
+	configs := []struct {
+		name  string
+		rates []Rate
+		at    int // the index of the rate under test
+	}{
+		{"1-rate", []Rate{second}, 0},
+		{"2-rates-first", []Rate{second, minute}, 0},
+		{"2-rates-second", []Rate{minute, second}, 1},
+		{"3-rates", []Rate{minute, second, hour}, 1},
+	}
 	for _, b := range backends(t) {
 		for _, alg := range []Algorithm{TokenBucket, LeakyBucket, SlidingWindow} {
-			// The rate under test (10/s) alone, first or second of two (each
-			// has its own code in the two-rate paths), or one of three.
-			second, minute, hour := Rate{Limit: 10, Period: time.Second}, Rate{Limit: 100, Period: time.Minute}, Rate{Limit: 1000, Period: time.Hour}
-			for _, tc := range []struct {
-				name  string
-				rates []Rate
-				at    int // the index of the rate under test
-			}{
-				{"1-rate", []Rate{second}, 0},
-				{"2-rates/first", []Rate{second, minute}, 0},
-				{"2-rates/second", []Rate{minute, second}, 1},
-				{"3-rates", []Rate{minute, second, hour}, 1},
-			} {
-				t.Run(fmt.Sprintf("%s/%s/%s", b.name, alg, tc.name), func(t *testing.T) {
-					rates := tc.rates
-					l := mustNew(t, b.client, Config{Name: "ahead-" + strings.ReplaceAll(fmt.Sprintf("%s-%s", alg, tc.name), "/", "-"), Algorithm: alg, Limit: rates[0].Limit, Period: rates[0].Period, Rates: rates[1:]})
-					ctx, key := context.Background(), l.keys("k")[1+tc.at]
-					// Window: a full current window (10) with 2.5s to its expiry;
-					// clamped, 1s of it is left, and the first slot frees 1.1s
-					// from now (unclamped: 1.6s). Bucket: TAT 1.5s ahead (o =
-					// -0.1s, expiry 1.6s ahead); clamped to a full bucket, the
-					// next token is 100ms away (unclamped: 600ms).
-					v, ttl, most, retry := int64(10), 2500*time.Millisecond, 2*time.Second, 1100*time.Millisecond
-					if alg != SlidingWindow {
-						v, ttl, most, retry = -100_000, 1600*time.Millisecond, 1100*time.Millisecond, 200*time.Millisecond
-					}
-					if err := b.client.Set(ctx, key, v, ttl).Err(); err != nil {
-						t.Fatal(err)
-					}
-					r, err := l.Allow(ctx, "k")
-					if err != nil {
-						t.Fatal(err)
-					}
-					if r.Allowed || r.RetryAfter > retry {
-						t.Errorf("Allow = %+v; want denied for at most %v", r, retry)
-					}
-					if got := b.client.PTTL(ctx, key).Val(); got <= 0 || got > most {
-						t.Errorf("PTTL after the call = %v, want at most %v", got, most)
-					}
-				})
+			for _, tc := range configs {
+				for _, a := range ahead {
+					t.Run(fmt.Sprintf("%s/%s/%s/%s", b.name, alg, tc.name, a.name), func(t *testing.T) {
+						rates := tc.rates
+						l := mustNew(t, b.client, Config{Name: fmt.Sprintf("future-%s-%s-%s", alg, tc.name, a.name), Algorithm: alg, Limit: rates[0].Limit, Period: rates[0].Period, Rates: rates[1:]})
+						ctx, key := context.Background(), l.keys("k")[1+tc.at]
+						st, pttl, retry := a.window, a.pttlWindow, a.retryWindow
+						if alg != SlidingWindow {
+							st, pttl, retry = a.bucket, a.pttlBucket, a.retryBucket
+						}
+						if err := b.client.Set(ctx, key, st.v, st.ttl).Err(); err != nil {
+							t.Fatal(err)
+						}
+						r, err := l.Allow(ctx, "k")
+						if err != nil {
+							t.Fatal(err)
+						}
+						if r.Allowed || r.RetryAfter > retry {
+							t.Errorf("Allow = %+v; want denied for at most %v", r, retry)
+						}
+						if got := b.client.PTTL(ctx, key).Val(); got <= 0 || got > pttl {
+							t.Errorf("PTTL after the call = %v, want at most %v", got, pttl)
+						}
+					})
+				}
 			}
 		}
 	}
